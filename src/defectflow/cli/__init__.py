@@ -1,0 +1,53 @@
+"""The `defectflow` command line: one subcommand per stage plus the whole pipeline.
+
+Each module in COMMAND_MODULES exposes `register(subparsers)`. Heavy libraries are imported
+inside the command functions so `defectflow --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from defectflow.errors import DefectflowError
+
+COMMAND_MODULES = [
+    "defectflow.cli.pipeline_cmds",
+    "defectflow.cli.synth_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="defectflow",
+        description="Image pass/fail classification: validate → featurize → train → evaluate → register.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except DefectflowError as exc:
+        print(f"defectflow {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; completed work is kept (all outputs are written atomically)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Load `params.yaml`, apply `--set key=value` overrides, and hand each stage its typed section.
+
+The YAML file is the single source of configuration (DVC reads the same file). Stages never
+read YAML themselves: they receive the dataclass for their section, so a typo in a key fails
+early with the name of the key instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from defectflow.errors import ConfigError
+
+DEFAULT_PARAMS_FILE = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    max_bad_share: float = 0.05
+    max_pixels: int = 40_000_000
+    min_side: int = 16
+    max_side: int = 12_000
+    max_future_minutes: int = 10
+    min_class_share: float = 0.02
+
+
+@dataclass(frozen=True)
+class FeaturizeParams:
+    backbone: str = "mobilenet_v2"
+    weights: str = "IMAGENET1K_V1"
+    image_size: int = 224
+    batch_size: int = 32
+    num_workers: int = 2
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    n_folds: int = 4
+    gap_days: float = 0.0
+    min_train: int = 80
+    min_test: int = 30
+    val_fraction: float = 0.15
+    early_stopping_rounds: int = 40
+    lgbm: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    target_fail_recall: float = 0.98
+
+
+@dataclass(frozen=True)
+class GateParams:
+    min_auc: float = 0.90
+    min_fold_auc: float = 0.85
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    model_name: str = "defectflow-classifier"
+    experiment: str = "defectflow"
+    tracking_uri: str | None = None
+
+
+T = TypeVar("T")
+
+
+class Params:
+    """The parsed params tree with typed access to each stage's section."""
+
+    def __init__(self, tree: dict[str, Any]):
+        self.tree = tree
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Params:
+        """Read `path` (default ./params.yaml, else the package defaults) and apply overrides."""
+        path = Path(path) if path else DEFAULT_PARAMS_FILE
+        if path.exists():
+            try:
+                tree = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        elif path == DEFAULT_PARAMS_FILE:
+            tree = {}
+        else:
+            raise ConfigError(f"params file {path} does not exist")
+        params = cls(tree)
+        for item in overrides or []:
+            params = params.with_override(item)
+        return params
+
+    def with_override(self, assignment: str) -> Params:
+        """Return a copy with `a.b.c=value` applied; the value is parsed as YAML (so 3, 0.5, true, null work)."""
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value (for example train.n_folds=3), got {assignment!r}")
+        tree = copy.deepcopy(self.tree)
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+        node[leaf] = yaml.safe_load(raw)
+        return Params(tree)
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.tree
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def section(self, name: str, cls: type[T]) -> T:
+        """Build the dataclass `cls` from section `name`, rejecting unknown keys."""
+        raw = self.tree.get(name) or {}
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) in params section '{name}': {', '.join(unknown)}; "
+                f"known keys are {', '.join(sorted(known))}"
+            )
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise ConfigError(f"params section '{name}': {exc}") from None
+
+    @property
+    def seed(self) -> int:
+        return int(self.tree.get("seed", 42))
+
+    def flat(self) -> dict[str, Any]:
+        """Flatten to dotted keys (for MLflow params)."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Any) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = node
+
+        walk("", self.tree)
+        return out
