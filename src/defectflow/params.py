@@ -28,6 +28,7 @@ class ValidateParams:
     max_side: int = 12_000
     max_future_minutes: int = 10
     min_class_share: float = 0.02
+    workers: int = 8  # threads for the per-image checks (I/O bound: hashing and decoding)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,46 @@ class RegisterParams:
     model_name: str = "defectflow-classifier"
     experiment: str = "defectflow"
     tracking_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    """Champion/challenger rule: how much worse on the newest window a challenger may be."""
+
+    tolerance: float = 0.01       # AUC points the challenger may trail the champion by
+    min_window: int = 20          # fewer labelled rows in the newest window → cannot compare
+
+
+@dataclass(frozen=True)
+class AlertsParams:
+    """Monitoring verdict and where the alert goes (a Prefect notification block)."""
+
+    min_auc: float = 0.90
+    min_count: int = 30           # labelled images since training needed before AUC is judged
+    webhook_block: str = "defectflow-alerts"
+    event: str = "defectflow.monitoring.auc-below-threshold"
+    retrain_deployment: str | None = "defectflow-training/nightly-retrain"
+    experiment: str = "defectflow-monitoring"
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """Batch scoring (defectflow score, flows/scoring.py)."""
+
+    model: str = "models:/defectflow-classifier@champion"  # models:/ URI or an ONNX edge bundle folder
+    results_url: str | None = None  # None → $DEFECTFLOW_RESULTS_URL, else sqlite:///<workdir>/results.db
+    batch_size: int = 32            # images per model call; results are committed after each batch
+    blob_cache: str | None = None   # where blob inputs are downloaded; None → <workdir>/blob-cache
+
+
+@dataclass(frozen=True)
+class DashboardParams:
+    """The operator dashboard (mounted by the serving app, or `defectflow dashboard`)."""
+
+    page_size: int = 100            # rows per table
+    thumbnail_px: int = 192         # longest side of a thumbnail
+    registry_cache_seconds: float = 60.0  # how long the MLflow model history is reused between page loads
+    image_roots: list[str] = field(default_factory=list)  # extra folders thumbnails may be read from
 
 
 T = TypeVar("T")

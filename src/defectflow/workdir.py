@@ -38,8 +38,13 @@ class Workdir:
 
     @property
     def features(self) -> Path:
-        """Feature matrix aligned with the manifest's usable rows."""
+        """Feature matrix: one row per distinct usable image (sha256 + feature columns)."""
         return self.root / "features.parquet"
+
+    @property
+    def features_spec(self) -> Path:
+        """The featurizer that made `features` (backbone, weights id, preprocessing) + run summary."""
+        return self.root / "features.json"
 
     # train
     @property

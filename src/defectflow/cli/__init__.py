@@ -17,6 +17,9 @@ from defectflow.errors import DefectflowError
 COMMAND_MODULES = [
     "defectflow.cli.pipeline_cmds",
     "defectflow.cli.synth_cmd",
+    "defectflow.cli.validate_cmd",
+    "defectflow.cli.ops_cmds",
+    "defectflow.cli.score_cmds",
 ]
 
 

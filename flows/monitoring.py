@@ -1,0 +1,71 @@
+"""The monitoring flow: judge the champion on images labelled since it was trained, log the AUC
+to MLflow and emit Prefect events (the alert Automation reacts to the below-threshold one).
+
+Run it once:  python flows/monitoring.py --data DIR [--workdir W]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from defectflow.params import AlertsParams, Params, RegisterParams
+from defectflow.workdir import Workdir
+
+
+@task(name="monitor-champion", retries=2, retry_delay_seconds=[5, 30])
+def monitor_task(data_dir: Path, workdir: Workdir, params: Params, tracking_uri: str) -> dict:
+    from defectflow.monitoring.monitor import monitor_champion
+
+    return monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, tracking_uri).as_dict()
+
+
+@flow(name="defectflow-monitoring", log_prints=True)
+def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, params_file: str | None = None,
+                    overrides: list[str] | None = None) -> dict:
+    """Score the champion on newly labelled images; emit `defectflow.monitoring.auc` and, below
+    alerts.min_auc, the alert event."""
+    from defectflow.monitoring.events import emit_monitoring_events
+    from defectflow.monitoring.monitor import MonitoringResult
+    from defectflow.registry.promote import tracking_reachable
+    from defectflow.registry.tracking import tracking_uri
+
+    logger = get_run_logger()
+    params = Params.load(params_file, overrides or [])
+    alerts = params.section("alerts", AlertsParams)
+    data = Path(data_dir or params.get("data.dir") or "data/demo")
+    wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
+    uri = tracking_uri(params.section("register", RegisterParams), wd)
+    tracking_reachable(uri)
+
+    result = MonitoringResult(**monitor_task(data, wd, params, uri))
+    events = emit_monitoring_events(result, alerts)
+    auc = "n/a" if result.auc is None else f"{result.auc:.4f}"
+    logger.info("champion %s v%s: AUC %s on %d images (threshold %s) → %s; events: %s", result.model_name,
+                result.model_version, auc, result.n, result.min_auc, result.verdict, ", ".join(events))
+    create_markdown_artifact(
+        key="monitoring-report",
+        markdown=(f"# Champion monitoring\n\n| model | version | images | fails | AUC | threshold | verdict |\n"
+                  f"|---|---:|---:|---:|---:|---:|---|\n| {result.model_name} | {result.model_version} | {result.n} | "
+                  f"{result.n_fail} | {auc} | {result.min_auc} | **{result.verdict}** |\n\n"
+                  f"Judged on valid labelled images captured after {result.since}; MLflow run "
+                  f"`{result.mlflow_run_id}` in experiment `{alerts.experiment}`.\n"),
+        description=f"champion AUC {auc}: {result.verdict}",
+    )
+    return result.as_dict()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data")
+    parser.add_argument("--workdir")
+    parser.add_argument("--params")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    state = monitoring_flow(args.data, args.workdir, args.params, args.overrides, return_state=True)
+    sys.exit(0 if state.is_completed() else 1)

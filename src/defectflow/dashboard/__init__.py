@@ -1,0 +1,1 @@
+"""Operator dashboard: review flagged boards, confirm or correct decisions, see the model history."""

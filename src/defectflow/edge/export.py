@@ -1,0 +1,227 @@
+"""Export a registered defectflow pyfunc to one ONNX graph for edge machines.
+
+The graph is the headless CNN backbone (torch's TorchScript-based exporter) feeding the
+LightGBM trees (onnxmltools), merged into a single model, followed by two small nodes: take
+the `fail` column of the tree ensemble's probabilities, and compare it with the threshold.
+Input: `pixels`, a normalised NCHW float32 batch (the manifest says how to make it).
+Outputs: `fail_probability` (float32, N) and `is_fail` (bool, N).
+
+Why the legacy exporter (`dynamo=False`): torch's dynamo exporter needs onnxscript and emits
+opset 18+, while the LightGBM converter stops at opset 15 and one graph needs one opset per
+domain. The TorchScript exporter still ships with torch 2.14 and writes opset 15 directly.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import tempfile
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from defectflow.atomic import write_bytes, write_json
+from defectflow.edge.manifest import (
+    DECISION_OUTPUT, INPUT_NAME, MANIFEST_NAME, ONNX_NAME, PROBABILITY_OUTPUT, BundleError, EdgeManifest, file_sha256,
+)
+from defectflow.errors import ConfigError, DefectflowError
+
+if TYPE_CHECKING:
+    import onnx
+
+log = logging.getLogger(__name__)
+
+OPSET = 15  # highest opset the onnxmltools LightGBM converter targets
+FEATURES = "features"
+TREES_PREFIX = "trees/"
+# Self-check tolerance on fail probabilities between torch+LightGBM and the exported graph.
+# ONNX Runtime's conv kernels and float32 tree sums differ from torch/LightGBM in the last bits.
+SELF_CHECK_ATOL = 1e-4
+
+
+class ExportError(DefectflowError):
+    """The model could not be exported, or the exported graph disagrees with the source model."""
+
+
+def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = None, check_batch: int = 4,
+                  seed: int = 0) -> dict[str, Any]:
+    """Export `model_uri` (models:/<name>@<alias> or models:/<name>/<version>) into `out_dir`.
+
+    Writes model.onnx and manifest.json (last), replacing an earlier bundle in `out_dir`.
+    Before anything is written, the graph is run on `check_batch` random inputs and compared
+    with the torch backbone + LightGBM booster; a disagreement above SELF_CHECK_ATOL aborts.
+    """
+    import mlflow
+
+    from defectflow.scoring.model import load_scorer
+
+    if not model_uri.startswith("models:/"):
+        raise ConfigError(f"--model {model_uri!r}: export takes a registered model, models:/<name>@<alias> "
+                          "or models:/<name>/<version>")
+    identity = load_scorer(model_uri, tracking_uri)  # resolves the alias to a pinned version
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    classifier = mlflow.pyfunc.load_model(identity.uri).unwrap_python_model()
+    spec, featurizer = classifier.spec, classifier.spec["featurizer"]
+    backbone = classifier.extractor.model
+    booster = classifier.booster
+    num_rounds = int(spec.get("num_boost_round") or booster.current_iteration())
+
+    graph = build_graph(backbone, booster, num_rounds, featurizer["image_size"], featurizer["dim"],
+                        classifier.threshold)
+    max_diff = self_check(graph, backbone, booster, num_rounds, featurizer["image_size"], check_batch, seed)
+    run_id, metrics = _run_metrics(identity.name, identity.version, tracking_uri)
+    manifest_fields = dict(
+        model_name=identity.name, model_version=str(identity.version), model_uri=identity.uri, run_id=run_id,
+        backbone=featurizer["name"], feature_dim=int(featurizer["dim"]), image_size=int(featurizer["image_size"]),
+        mean=[float(v) for v in featurizer["mean"]], std=[float(v) for v in featurizer["std"]],
+        featurizer_id=str(featurizer.get("featurizer_id", "")), threshold=float(classifier.threshold),
+        metrics=metrics, parity_max_abs_diff=max_diff, opset=OPSET, exporter=_versions(),
+    )
+    manifest = write_bundle(graph.SerializeToString(), manifest_fields, Path(out_dir))
+    log.info("exported %s v%s to %s (self-check max |Δp| = %.2e)", identity.name, identity.version, out_dir, max_diff)
+    return {"out_dir": str(out_dir), **manifest.to_dict()}
+
+
+def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, feature_dim: int,
+                threshold: float) -> onnx.ModelProto:
+    """Backbone → trees → (fail_probability, is_fail), as one checked ONNX model."""
+    import onnx
+    from onnx import compose, helper
+
+    cnn = _backbone_onnx(backbone, image_size)
+    trees = _trees_onnx(booster, num_rounds, feature_dim)
+    # merge_models wants one IR version and one opset per domain; the tree converter writes
+    # opset 9 / IR 4 and only uses ops whose semantics are unchanged up to opset 15.
+    trees.ir_version = cnn.ir_version
+    for entry in trees.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = OPSET
+    trees = compose.add_prefix(trees, TREES_PREFIX)
+    probabilities = f"{TREES_PREFIX}probabilities"
+    merged = compose.merge_models(cnn, trees, io_map=[(FEATURES, f"{TREES_PREFIX}{FEATURES}")],
+                                  outputs=[probabilities])
+    g = merged.graph
+    g.initializer.extend([
+        helper.make_tensor("threshold", onnx.TensorProto.FLOAT, [], [threshold]),
+        helper.make_tensor("fail_column", onnx.TensorProto.INT64, [], [1]),  # classes are [pass, fail]
+    ])
+    g.node.extend([
+        helper.make_node("Gather", [probabilities, "fail_column"], [PROBABILITY_OUTPUT], axis=1),
+        helper.make_node("GreaterOrEqual", [PROBABILITY_OUTPUT, "threshold"], [DECISION_OUTPUT]),
+    ])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info(PROBABILITY_OUTPUT, onnx.TensorProto.FLOAT, ["batch"]),
+                     helper.make_tensor_value_info(DECISION_OUTPUT, onnx.TensorProto.BOOL, ["batch"])])
+    # The merge lists the default domain twice ("" and unnamed); keep one entry per domain.
+    opsets = {entry.domain or "": entry.version for entry in merged.opset_import}
+    del merged.opset_import[:]
+    merged.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in sorted(opsets.items()))
+    merged.graph.name = "defectflow_edge"
+    onnx.checker.check_model(merged, full_check=True)
+    return merged
+
+
+def _backbone_onnx(backbone: Any, image_size: int) -> onnx.ModelProto:
+    import copy
+
+    import onnx
+    import torch
+
+    model = copy.deepcopy(backbone).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
+    dummy = torch.zeros(1, 3, image_size, image_size)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The deprecation notice of the TorchScript exporter: chosen on purpose (see module docstring).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (dummy,), buf, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
+                          output_names=[FEATURES],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, FEATURES: {0: "batch"}})
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _trees_onnx(booster: Any, num_rounds: int, feature_dim: int) -> onnx.ModelProto:
+    import lightgbm as lgb
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    # Keep exactly the trees the pyfunc uses (it predicts with num_iteration=num_boost_round).
+    trimmed = lgb.Booster(model_str=booster.model_to_string(num_iteration=num_rounds))
+    if trimmed.num_feature() != feature_dim:
+        raise ExportError(f"the booster expects {trimmed.num_feature()} features but the backbone gives {feature_dim}")
+    return convert_lightgbm(trimmed, initial_types=[(FEATURES, FloatTensorType([None, feature_dim]))],
+                            target_opset=OPSET, zipmap=False)
+
+
+def self_check(graph: onnx.ModelProto, backbone: Any, booster: Any, num_rounds: int, image_size: int,
+               n: int, seed: int) -> float:
+    """Max |Δ fail probability| between the graph and torch + LightGBM on random inputs; raise above tolerance."""
+    import onnxruntime as ort
+    import torch
+
+    x = np.random.default_rng(seed).standard_normal((n, 3, image_size, image_size), dtype=np.float32)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_prob, _ = session.run([PROBABILITY_OUTPUT, DECISION_OUTPUT], {INPUT_NAME: x})
+    device = next(backbone.parameters()).device
+    with torch.inference_mode():
+        features = backbone(torch.from_numpy(x).to(device)).float().cpu().numpy()
+    ref = booster.predict(features, num_iteration=num_rounds)
+    max_diff = float(np.max(np.abs(onnx_prob.astype(np.float64) - ref)))
+    if max_diff > SELF_CHECK_ATOL:
+        raise ExportError(f"the exported graph disagrees with the source model: max |Δp| = {max_diff:.2e} "
+                          f"> {SELF_CHECK_ATOL:.0e}; nothing was written")
+    return max_diff
+
+
+def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Path) -> EdgeManifest:
+    """Write model.onnx then manifest.json into a fresh folder and swap it in for `out_dir`."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
+        raise ConfigError(f"{out_dir} exists and is not an edge bundle; choose an empty or new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        write_bytes(staging / ONNX_NAME, onnx_bytes)
+        manifest = EdgeManifest(**manifest_fields, onnx_sha256=file_sha256(staging / ONNX_NAME),
+                                created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        write_json(staging / MANIFEST_NAME, manifest.to_dict())
+        EdgeManifest.read(staging).verify(staging)
+        if out_dir.exists():
+            retired = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            out_dir.rename(retired)
+            staging.rename(out_dir)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(out_dir)
+    except BundleError as exc:
+        raise ExportError(f"the bundle written to {staging} does not verify: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _run_metrics(name: str, version: str, tracking_uri: str | None) -> tuple[str, dict[str, float]]:
+    """The model version's run id and its AUC metrics (what /v1/model reports)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    run_id = client.get_model_version(name, version).run_id or ""
+    if not run_id:
+        return "", {}
+    metrics = client.get_run(run_id).data.metrics
+    return run_id, {k: float(v) for k, v in sorted(metrics.items()) if "auc" in k.lower()}
+
+
+def _versions() -> dict[str, str]:
+    import lightgbm
+    import onnx
+    import onnxmltools
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxmltools": onnxmltools.__version__,
+            "lightgbm": lightgbm.__version__}

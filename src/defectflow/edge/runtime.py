@@ -1,0 +1,83 @@
+"""Score images with an exported edge bundle using only onnxruntime, numpy and Pillow.
+
+No torch and no MLflow: this module is what edge machines and the serving container run.
+An `EdgeModel` is safe to share between threads (onnxruntime sessions allow concurrent `run`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectflow.edge.images import ImageLimits, decode_resized, to_input_tensor
+from defectflow.edge.manifest import EdgeManifest
+
+
+@dataclass(frozen=True)
+class Prediction:
+    fail_probability: float
+    decision: str  # 'pass' | 'fail'
+
+
+class EdgeModel:
+    """The ONNX graph of a bundle plus the preprocessing its manifest describes."""
+
+    def __init__(self, bundle_dir: str | os.PathLike[str], *, intra_op_threads: int = 0,
+                 limits: ImageLimits | None = None):
+        import onnxruntime as ort
+
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = EdgeManifest.read(self.bundle_dir)
+        self.limits = limits or ImageLimits()
+        onnx_path = self.manifest.verify(self.bundle_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads  # 0 = one per core
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def name(self) -> str:
+        return self.manifest.model_name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.model_version
+
+    def predict_tensor(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the graph on a normalised NCHW float32 batch → (fail probabilities, is_fail booleans)."""
+        prob, is_fail = self._session.run(list(self.manifest.outputs), {self.manifest.input_name: batch})
+        return prob.astype(np.float64), is_fail.astype(bool)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """One encoded image → resized HWC uint8 (raises ImageRejected); cheap to call per upload."""
+        return decode_resized(data, self.manifest.image_size, self.limits)
+
+    def predict_decoded(self, resized: Sequence[np.ndarray]) -> list[Prediction]:
+        """Score images already passed through `decode`, in one graph run."""
+        if not resized:
+            return []
+        prob, is_fail = self.predict_tensor(to_input_tensor(resized, self.manifest.mean, self.manifest.std))
+        return [Prediction(float(p), "fail" if f else "pass") for p, f in zip(prob, is_fail, strict=True)]
+
+    def predict_bytes(self, blobs: Sequence[bytes]) -> list[Prediction]:
+        """Decode and score encoded images; raises ImageRejected for the first unusable one."""
+        return self.predict_decoded([self.decode(b) for b in blobs])
+
+    def predict_paths(self, paths: Sequence[str | os.PathLike[str]]) -> list[Prediction]:
+        return self.predict_bytes([Path(p).read_bytes() for p in paths])
+
+    def predict(self, frame: Any) -> Any:
+        """The pyfunc's interface: DataFrame with an `image` column (paths or bytes) → DataFrame
+        with fail_probability and decision. Needs pandas (batch scoring has it; edge code can use
+        predict_paths/predict_bytes instead)."""
+        import pandas as pd
+
+        blobs = [v if isinstance(v, (bytes, bytearray)) else Path(v).read_bytes() for v in frame["image"]]
+        preds = self.predict_bytes(blobs)
+        return pd.DataFrame({"fail_probability": [p.fail_probability for p in preds],
+                             "decision": [p.decision for p in preds]})

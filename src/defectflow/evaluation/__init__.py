@@ -1,0 +1,1 @@
+"""Evaluation: AUC per time fold, the operating threshold, the review reduction, and the gate."""

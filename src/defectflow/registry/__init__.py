@@ -1,0 +1,1 @@
+"""Model registry: the MLflow pyfunc that ships, registration, promotion."""

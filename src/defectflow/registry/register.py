@@ -1,0 +1,103 @@
+"""The register stage: log the run to MLflow; when the gate passed, log the pyfunc, register a
+version and point the `challenger` alias at it. Promotion to champion is a separate step."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+from defectflow import atomic
+from defectflow.errors import DefectflowError
+from defectflow.redact import redact_uri
+from defectflow.params import FeaturizeParams, Params, RegisterParams
+from defectflow.registry.lineage import lineage
+from defectflow.registry.tracking import use_experiment
+from defectflow.workdir import Workdir
+
+log = logging.getLogger(__name__)
+CHALLENGER = "challenger"
+# Exact pins of what the pyfunc imports: inferring them is slow and picks the wrong torch build.
+PYFUNC_PACKAGES = ["mlflow", "torch", "torchvision", "lightgbm", "numpy", "pandas", "pillow", "pyyaml"]
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={version(name).split('+')[0]}" for name in PYFUNC_PACKAGES]
+
+
+def _bundle(workdir: Workdir, featurize: FeaturizeParams, seed: int, threshold: float, tmp: Path) -> dict[str, str]:
+    """Write the pyfunc's artifacts (backbone weights, booster, spec) into `tmp`."""
+    import torch
+
+    from defectflow.features.backbones import build_backbone
+
+    spec = json.loads((workdir.model_dir / "spec.json").read_text())
+    model, backbone_spec = build_backbone(featurize.backbone, featurize.weights, featurize.image_size, seed)
+    if backbone_spec.featurizer_id != spec["featurizer"]["featurizer_id"]:
+        raise DefectflowError(
+            f"the model was trained on features from {spec['featurizer']['featurizer_id']} but params now "
+            f"describe {backbone_spec.featurizer_id}: re-run featurize and train, or restore the featurize params"
+        )
+    torch.save(model.state_dict(), tmp / "backbone.pt")
+    (tmp / "booster.txt").write_text((workdir.model_dir / "booster.txt").read_text())
+    (tmp / "spec.json").write_text(json.dumps({**spec, "threshold": threshold}, indent=2))
+    return {"backbone": str(tmp / "backbone.pt"), "booster": str(tmp / "booster.txt"), "spec": str(tmp / "spec.json")}
+
+
+def _log_evidence(workdir: Workdir, metrics: dict) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: metrics[k] for k in ("mean_auc", "min_auc", "threshold", "review_reduction", "fail_recall")})
+    for fold in metrics["folds"]:
+        mlflow.log_metric("fold_auc", fold["auc"], step=fold["fold"])
+    for path in (workdir.cv_metrics, workdir.folds, workdir.validation_report, workdir.gx_report,
+                 workdir.features_spec, workdir.model_dir / "spec.json"):
+        if path.exists():
+            mlflow.log_artifact(str(path), artifact_path="evidence")
+    if workdir.plots.exists():
+        mlflow.log_artifacts(str(workdir.plots), artifact_path="plots")
+
+
+def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
+    """Log params, metrics, plots, reports and lineage; register the model if the gate passed."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    reg = params.section("register", RegisterParams)
+    featurize = params.section("featurize", FeaturizeParams)
+    if not workdir.cv_metrics.exists():
+        raise DefectflowError(f"{workdir.cv_metrics} not found: run `defectflow evaluate` first")
+    metrics = json.loads(workdir.cv_metrics.read_text())
+    gate = metrics["gate"]
+    uri = use_experiment(reg, workdir)
+    result: dict = {"tracking_uri": redact_uri(uri), "model_name": reg.model_name, "gate_passed": gate["passed"],
+                    "version": None, "model_uri": None}
+    with mlflow.start_run() as run:
+        result["run_id"] = run.info.run_id
+        mlflow.log_params({k: str(v)[:500] for k, v in params.flat().items()})
+        mlflow.set_tags({**lineage(data_dir, workdir), "gate_passed": str(gate["passed"]).lower(),
+                         "gate_reasons": "; ".join(gate["reasons"])})
+        _log_evidence(workdir, metrics)
+        if gate["passed"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                artifacts = _bundle(workdir, featurize, params.seed, metrics["threshold"], Path(tmp))
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(Path(__file__).with_name("model_code.py")),
+                    artifacts=artifacts,
+                    code_paths=[str(Path(__file__).resolve().parents[1])],
+                    pip_requirements=pip_requirements(),
+                    registered_model_name=reg.model_name,
+                )
+            version_id = str(info.registered_model_version)
+            client = MlflowClient()
+            for key, value in {"gate_passed": "true", "mean_auc": f"{metrics['mean_auc']:.6f}",
+                               "threshold": f"{metrics['threshold']:.6f}", "run_id": run.info.run_id}.items():
+                client.set_model_version_tag(reg.model_name, version_id, key, value)
+            client.set_registered_model_alias(reg.model_name, CHALLENGER, version_id)
+            result.update(version=version_id, model_uri=f"models:/{reg.model_name}/{version_id}")
+            log.info("registered %s version %s (alias %s)", reg.model_name, version_id, CHALLENGER)
+    atomic.write_json(workdir.registration, result)
+    return result

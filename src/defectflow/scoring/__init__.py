@@ -1,0 +1,1 @@
+"""Batch scoring into the results database (SQLite or PostgreSQL through SQLAlchemy)."""

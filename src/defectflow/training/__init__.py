@@ -1,0 +1,1 @@
+"""Training: time-split cross-validation of a LightGBM classifier on CNN features."""

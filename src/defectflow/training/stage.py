@@ -1,0 +1,96 @@
+"""The train stage: time-split cross-validation (out-of-fold predictions per fold), then the
+final model on all labelled data."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+from rich.progress import track
+
+from defectflow import atomic
+from defectflow.errors import DefectflowError
+from defectflow.params import TrainParams
+from defectflow.training.booster import best_rounds, fit_booster
+from defectflow.training.splits import Fold, inner_validation_split, time_split_folds
+from defectflow.workdir import Workdir
+
+log = logging.getLogger(__name__)
+META_COLUMNS = ["path", "sha256", "captured_at", "board_id", "camera_id", "label"]
+
+
+def load_training_table(workdir: Workdir) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Labelled usable images in capture-time order: (metadata, features X, labels y with fail=1)."""
+    for path, stage in ((workdir.manifest, "validate"), (workdir.features, "featurize")):
+        if not path.exists():
+            raise DefectflowError(f"{path} not found: run `defectflow {stage}` first")
+    manifest = pd.read_parquet(workdir.manifest)
+    labelled = manifest[(manifest["status"] == "ok") & manifest["label"].isin(["pass", "fail"])]
+    features = pd.read_parquet(workdir.features)
+    table = labelled[META_COLUMNS].merge(features, on="sha256", how="inner", validate="many_to_one")
+    if len(table) < len(labelled):
+        raise DefectflowError(f"{len(labelled) - len(table)} labelled images have no features: re-run featurize")
+    table = table.sort_values(["captured_at", "path"], kind="stable").reset_index(drop=True)
+    # Without a board id every image is its own group.
+    table["board_id"] = table["board_id"].fillna(table["path"]).astype(str)
+    X = table[[c for c in features.columns if c != "sha256"]].to_numpy(np.float32)
+    y = (table["label"] == "fail").to_numpy(np.int8)
+    return table[META_COLUMNS], X, y
+
+
+def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list[Fold],
+                   params: TrainParams, seed: int) -> tuple[pd.DataFrame, list[dict]]:
+    """Out-of-fold fail probabilities: each fold's model sees only its own training window."""
+    oof_parts, records = [], []
+    for fold in track(folds, description="time-split CV"):
+        tr_meta = meta.iloc[fold.train_idx]
+        fit_pos, val_pos = inner_validation_split(tr_meta["captured_at"], tr_meta["board_id"], params.val_fraction)
+        fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
+        booster = fit_booster(X[fit_idx], y[fit_idx], params.lgbm, seed, X_val=X[val_idx], y_val=y[val_idx],
+                              early_stopping_rounds=params.early_stopping_rounds)
+        rounds = best_rounds(booster)
+        part = meta.iloc[fold.test_idx].copy()
+        part["y"] = y[fold.test_idx]
+        part["fold"] = fold.index
+        part["p_fail"] = booster.predict(X[fold.test_idx], num_iteration=rounds)
+        oof_parts.append(part)
+        records.append({
+            "fold": fold.index, "n_train": int(len(fold.train_idx)), "n_fit": int(len(fit_idx)),
+            "n_val": int(len(val_idx)), "n_test": int(len(fold.test_idx)),
+            "train_end": meta["captured_at"].iloc[fold.train_idx].max(),
+            "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": rounds,
+        })
+        log.info("fold %d: %d train / %d test, %d rounds", fold.index, len(fold.train_idx), len(fold.test_idx), rounds)
+    return pd.concat(oof_parts, ignore_index=True), records
+
+
+def train(workdir: Workdir, params: TrainParams, seed: int) -> dict:
+    """Cross-validate, then fit the final model on every labelled image with the median of the
+    folds' early-stopping rounds (no data left over to early-stop on)."""
+    meta, X, y = load_training_table(workdir)
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=params.n_folds,
+                             gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
+    oof, records = cross_validate(meta, X, y, folds, params, seed)
+    final_rounds = max(10, int(np.median([r["best_iteration"] for r in records])))
+    booster = fit_booster(X, y, params.lgbm, seed, num_boost_round=final_rounds)
+
+    features_spec = json.loads(workdir.features_spec.read_text())["spec"]
+    model_spec = {
+        "featurizer": features_spec,
+        "num_boost_round": final_rounds,
+        "n_train": int(len(y)),
+        "n_fail": int(y.sum()),
+        "positive_class": "fail",
+        "trained_until": str(meta["captured_at"].max()),
+        "seed": seed,
+    }
+    workdir.model_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(workdir.model_dir / "booster.txt", booster.model_to_string())
+    atomic.write_json(workdir.model_dir / "spec.json", model_spec)
+    with atomic.atomic_path(workdir.oof_predictions, suffix=".parquet") as tmp:
+        oof.to_parquet(tmp, index=False)
+    atomic.write_json(workdir.folds, records)
+    return {"n_labelled": int(len(y)), "n_fail": int(y.sum()), "folds": records, "final_rounds": final_rounds,
+            "model_dir": str(workdir.model_dir)}
