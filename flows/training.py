@@ -11,8 +11,15 @@ Run it on the embedded defaults with Prefect's ephemeral API:  python flows/trai
 
 from __future__ import annotations
 
-import importlib.util
 import os
+
+if __name__ == "__main__":
+    # Run as a script, the flow starts Prefect's ephemeral API; on a busy 2-core machine it needs
+    # longer than the 20 s default to come up.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import importlib.util
 import sys
 from pathlib import Path
 

@@ -11,9 +11,11 @@ os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.services",
+    "tests.fixtures.pipeline",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prefect_server",
     "tests.fixtures.scoring_model",
+    "tests.fixtures.browser",
     "tests.fixtures.defect_model",
     "tests.fixtures.docker_engine",
 ]

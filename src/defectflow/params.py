@@ -53,6 +53,19 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class ExecutorParams:
+    """Where featurize and train run: in this process, on a Dask LocalCluster, or on an existing
+    Dask scheduler (e.g. Dask on Kubernetes with GPU workers). See docs/dask.md."""
+
+    kind: str = "local"             # local | local_cluster | address
+    address: str | None = None      # scheduler address for kind=address (tcp://host:8786); else $DASK_SCHEDULER_ADDRESS
+    n_workers: int = 2              # local_cluster: worker processes
+    threads_per_worker: int = 1     # local_cluster: threads (= torch threads, LightGBM threads) per worker
+    shard_size: int = 64            # images per featurization task (a multiple of featurize.batch_size keeps batches whole)
+    task_retries: int = 2           # a shard that raised is re-run this many times (a dead worker's shards are always re-run)
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     target_fail_recall: float = 0.98
 

@@ -5,28 +5,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from defectflow.errors import ConfigError, RegistryUnavailableError
 from defectflow.scoring.batch import score
 from defectflow.scoring.results import Score, open_results
-from tests.fixtures.scoring_model import CRASH_MARKER, TINY_MODEL_NAME, write_image
+from tests.fixtures.scoring_model import CRASH_MARKER, TINY_MODEL_NAME, make_input, write_image
 
 CHAMPION = f"models:/{TINY_MODEL_NAME}@champion"
-
-
-def make_input(folder: Path) -> Path:
-    """4 dark (fail) + 4 bright (pass) images, a labels.csv with metadata for all but one."""
-    for i in range(4):
-        write_image(folder / "cam1" / f"dark_{i}.png", grey=20 + i)
-        write_image(folder / "cam2" / f"bright_{i}.png", grey=220 + i)
-    rows = ["image,label,captured_at,board_id,camera_id"]
-    rows += [f"cam1/dark_{i}.png,,2026-10-0{i + 1}T08:00:00Z,B{i},cam1" for i in range(4)]
-    rows += [f"cam2/bright_{i}.png,pass,2026-10-0{i + 1}T09:00:00+02:00,B{i},cam2" for i in range(3)]
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
-    return folder
 
 
 def run(folder: Path, results: str, registry: str, model: str = CHAMPION, batch_size: int = 3) -> dict:
@@ -54,7 +44,8 @@ def test_scores_every_image_with_metadata_and_model_version(tmp_path, tiny_regis
     assert {scored[f"cam1/dark_{i}.png"].decision for i in range(4)} == {"fail"}
     assert {scored[f"cam2/bright_{i}.png"].decision for i in range(4)} == {"pass"}
     dark0 = scored["cam1/dark_0.png"]
-    assert dark0.probability == pytest.approx(1 - 20 / 255)
+    with Image.open(folder / "cam1" / "dark_0.png") as image:
+        assert dark0.probability == pytest.approx(1 - np.asarray(image.convert("L"), dtype=float).mean() / 255)
     assert (dark0.board_id, dark0.camera_id, dark0.model_version) == ("B0", "cam1", "2")
     assert dark0.captured_at.replace(tzinfo=None).isoformat() == "2026-10-01T08:00:00"
     # +02:00 in labels.csv is stored as UTC

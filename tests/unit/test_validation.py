@@ -150,6 +150,11 @@ def build_corpus(root: Path) -> tuple[Path, dict[str, str | None]]:
     frame["camera_id"] = "cam1"
     frame["operator"] = "ignored extra column"
     frame.to_csv(data / "labels.csv", index=False)
+    # A short row (fields missing at the end): empty cells, not the text "nan".
+    _save(data / "bad/ragged.png", Image.fromarray(_noise(600)))
+    with open(data / "labels.csv", "a") as fh:
+        fh.write("bad/ragged.png,pass\n")
+    expected["bad/ragged.png"] = "bad_timestamp"
     return data, expected
 
 
@@ -199,8 +204,10 @@ def test_manifest_columns_and_values(corpus, validated):
     assert first["captured_at"] == pd.Timestamp("2026-09-01T08:00:00Z")  # naive read as UTC
     assert first["sha256"] == hashlib.sha256((corpus[0] / first["path"]).read_bytes()).hexdigest()
     assert (first["width"], first["height"], first["bytes"]) == (24, 20, (corpus[0] / first["path"]).stat().st_size)
-    assert (manifest["camera_id"] == "cam1").all()
+    assert (manifest["camera_id"].iloc[:-1] == "cam1").all()
     assert manifest.loc[manifest["path"] == "dup/early_copy.png", "status"].item() == "ok"
+    ragged = manifest.iloc[-1]
+    assert ragged["board_id"] == ragged["path"] == "bad/ragged.png" and pd.isna(ragged["camera_id"])
     escaped = manifest[manifest["reason"] == "path_escape"]
     assert escaped["sha256"].isna().all()  # never read
 

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from defectflow import atomic
 from defectflow.errors import DefectflowError
-from defectflow.params import FeaturizeParams
+from defectflow.distributed.executor import is_distributed
+from defectflow.params import ExecutorParams, FeaturizeParams
 from defectflow.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,12 @@ def usable_images(manifest: pd.DataFrame) -> pd.DataFrame:
     return ok.drop_duplicates("sha256")[["sha256", "path"]].reset_index(drop=True)
 
 
-def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: int, progress: bool = True) -> dict:
+def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: int, progress: bool = True,
+              executor: ExecutorParams | None = None) -> dict:
     """Compute features for images not yet in the store and write `features.parquet`.
+
+    The missing vectors are computed in this process, or as shards on Dask when `executor` (the
+    params.yaml `executor:` section) is distributed; the rest of the stage is the same.
 
     Returns a summary with how many vectors were computed vs reused and the throughput.
     """
@@ -50,7 +55,12 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
 
     started = time.perf_counter()
     device = "n/a (all cached)"
-    if todo:
+    if todo and is_distributed(executor):
+        from defectflow.distributed.featurize_dask import featurize_on_dask
+
+        sources = [str(Path(data_dir).resolve() / path_of[s]) for s in todo]
+        device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
+    elif todo:
         model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
         extractor = FeatureExtractor(model, spec, params.device, params.batch_size, params.num_workers)
         device = extractor.device_name

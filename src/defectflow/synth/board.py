@@ -16,35 +16,31 @@ from defectflow.synth.frame import Frame
 
 
 @lru_cache(maxsize=4)
-def _weave(size: int) -> np.ndarray:
-    """A 2·size square of glass-fibre weave seen through the mask (multiplicative, around 1).
+def _mask_texture(size: int) -> np.ndarray:
+    """A 3·size square of solder-mask texture (multiplicative, around 1), cut at random per image.
 
-    Built once per canvas size from a fixed seed: per-image variety comes from random crops.
+    Glass-fibre weave seen through the mask, fine grain, and low-frequency unevenness of the
+    coat. Built once per image size from a fixed seed: a random crop is as good as a fresh
+    texture and costs one slice instead of a full-frame synthesis per image.
     """
     rng = np.random.default_rng(20260901)
-    n = 2 * size
+    n = 3 * size
     coords = np.arange(n, dtype=np.float32)
     period = max(size / 22.0, 3.0)
     a = np.sin(2 * np.pi * (coords[None, :] + coords[:, None]) / period)
     b = np.sin(2 * np.pi * (coords[None, :] - coords[:, None]) / period)
     grain = rng.normal(0, 1, (n, n)).astype(np.float32)
-    return (1.0 + 0.025 * a * b + 0.018 * grain).astype(np.float32)
-
-
-def _mottling(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Low-frequency unevenness of the mask coat (bilinear upsampling of a coarse random grid)."""
-    coarse = Image.fromarray(rng.normal(0, 1, (5, 5)).astype(np.float32), mode="F")
-    return 1.0 + 0.045 * np.asarray(coarse.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    coarse = Image.fromarray(rng.normal(0, 1, (15, 15)).astype(np.float32), mode="F")
+    mottling = np.asarray(coarse.resize((n, n), Image.BILINEAR), dtype=np.float32)
+    return (1.0 + 0.025 * a * b + 0.018 * grain + 0.045 * mottling).astype(np.float32)
 
 
 def render_board(rng: np.random.Generator, size: int, nominal: Frame, part: PartType, mask_rgb,
                  finish, shadow_dir: tuple[float, float]) -> Canvas:
     """A canvas of `size` pixels with everything except the inspected part itself."""
-    texture = _weave(size)
-    ox, oy = rng.integers(0, size, 2)
-    image = np.empty((size, size, 3), dtype=np.float32)
-    image[:] = np.asarray(mask_rgb, dtype=np.float32)
-    image *= (texture[oy:oy + size, ox:ox + size] * _mottling(rng, size))[..., None]
+    ox, oy = rng.integers(0, 2 * size, 2)
+    texture = _mask_texture(size)[oy:oy + size, ox:ox + size, None]
+    image = texture * np.asarray(mask_rgb, dtype=np.float32)
     canvas = Canvas(image)
 
     trace = tuple(min(1.0, c * 1.35 + t) for c, t in zip(mask_rgb, (0.05, 0.03, 0.0), strict=True))

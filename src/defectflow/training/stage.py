@@ -11,8 +11,9 @@ import pandas as pd
 from rich.progress import track
 
 from defectflow import atomic
+from defectflow.distributed.train_dask import BoosterFitter, booster_fitter
 from defectflow.errors import DefectflowError
-from defectflow.params import TrainParams
+from defectflow.params import ExecutorParams, TrainParams
 from defectflow.training.booster import best_rounds, fit_booster
 from defectflow.training.splits import Fold, inner_validation_split, time_split_folds
 from defectflow.workdir import Workdir
@@ -41,15 +42,18 @@ def load_training_table(workdir: Workdir) -> tuple[pd.DataFrame, np.ndarray, np.
 
 
 def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list[Fold],
-                   params: TrainParams, seed: int) -> tuple[pd.DataFrame, list[dict]]:
-    """Out-of-fold fail probabilities: each fold's model sees only its own training window."""
+                   params: TrainParams, seed: int, fit: BoosterFitter = fit_booster) -> tuple[pd.DataFrame, list[dict]]:
+    """Out-of-fold fail probabilities: each fold's model sees only its own training window.
+
+    `fit` grows each booster: `fit_booster` here, or its Dask twin (distributed.train_dask).
+    """
     oof_parts, records = [], []
     for fold in track(folds, description="time-split CV"):
         tr_meta = meta.iloc[fold.train_idx]
         fit_pos, val_pos = inner_validation_split(tr_meta["captured_at"], tr_meta["board_id"], params.val_fraction)
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
-        booster = fit_booster(X[fit_idx], y[fit_idx], params.lgbm, seed, X_val=X[val_idx], y_val=y[val_idx],
-                              early_stopping_rounds=params.early_stopping_rounds)
+        booster = fit(X[fit_idx], y[fit_idx], params.lgbm, seed, X_val=X[val_idx], y_val=y[val_idx],
+                      early_stopping_rounds=params.early_stopping_rounds)
         rounds = best_rounds(booster)
         part = meta.iloc[fold.test_idx].copy()
         part["y"] = y[fold.test_idx]
@@ -66,15 +70,18 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
     return pd.concat(oof_parts, ignore_index=True), records
 
 
-def train(workdir: Workdir, params: TrainParams, seed: int) -> dict:
+def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorParams | None = None) -> dict:
     """Cross-validate, then fit the final model on every labelled image with the median of the
-    folds' early-stopping rounds (no data left over to early-stop on)."""
+    folds' early-stopping rounds (no data left over to early-stop on). A distributed `executor`
+    grows the trees with lightgbm.dask; folds, rounds and outputs are the same code.
+    """
     meta, X, y = load_training_table(workdir)
     folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=params.n_folds,
                              gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
-    oof, records = cross_validate(meta, X, y, folds, params, seed)
-    final_rounds = max(10, int(np.median([r["best_iteration"] for r in records])))
-    booster = fit_booster(X, y, params.lgbm, seed, num_boost_round=final_rounds)
+    with booster_fitter(executor) as fit:
+        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit)
+        final_rounds = max(10, int(np.median([r["best_iteration"] for r in records])))
+        booster = fit(X, y, params.lgbm, seed, num_boost_round=final_rounds)
 
     features_spec = json.loads(workdir.features_spec.read_text())["spec"]
     model_spec = {

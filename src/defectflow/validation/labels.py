@@ -58,6 +58,7 @@ def read_labels(data_dir: Path) -> LabelsTable:
             f"{path} is not a readable UTF-8 CSV ({exc}); expected header '{EXPECTED_HEADER}'"
         ) from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    frame = frame.fillna("")  # short (ragged) rows leave NaN even with keep_default_na=False
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise LabelsFormatError(

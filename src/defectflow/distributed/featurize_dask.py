@@ -1,0 +1,147 @@
+"""Featurization as independent shards on Dask workers.
+
+The images still missing from the feature store are sorted by sha256 and cut into fixed-size
+shards; each shard is one Dask task. A worker process builds the backbone once (a per-process
+cache) and uses its GPU when it has one (`featurize.device: auto`). The worker itself writes
+each vector into the shared content-addressed store, atomically, so:
+- a shard that is retried (it raised, or its worker died) skips what is already stored and
+  recomputes only the rest; a vector is never duplicated (same key, same file) and never
+  half-written (temp file + rename);
+- the driver only receives small summaries, never the vectors.
+Workers must see the images and the store at the same paths as the driver (one machine, or a
+shared volume on Kubernetes: see docs/dask.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from defectflow.distributed.executor import dask_client, worker_addresses
+from defectflow.params import ExecutorParams, FeaturizeParams
+
+if TYPE_CHECKING:
+    from defectflow.features.extract import FeatureExtractor
+
+log = logging.getLogger(__name__)
+
+# A live writer keeps its temp file for the milliseconds one small .npy takes; an older one was
+# left by a writer that was killed between create and rename.
+ORPHAN_TEMP_AGE_S = 5.0
+
+# Per worker process: (featurizer_id, device, batch_size) → extractor. Built once, reused by
+# every shard the process runs, so the backbone is loaded once per worker, not once per task.
+_EXTRACTORS: dict[tuple[str, str, int], FeatureExtractor] = {}
+_EXTRACTORS_LOCK = threading.Lock()
+
+
+def plan_shards(todo: Sequence[str], sources: Sequence[str], shard_size: int) -> list[tuple[list[str], list[str]]]:
+    """(sha256s, image paths) per shard: fixed-size chunks of the missing keys in sha256 order, so
+    the shards depend only on the content to compute, not on the manifest's row order."""
+    pairs = sorted(zip(todo, sources, strict=True))
+    return [([s for s, _ in chunk], [p for _, p in chunk])
+            for chunk in (pairs[i : i + shard_size] for i in range(0, len(pairs), shard_size))]
+
+
+def featurize_on_dask(executor: ExecutorParams, store_root: Path, todo: Sequence[str], sources: Sequence[str],
+                      params: FeaturizeParams, seed: int, progress: bool = True) -> str:
+    """Fill the store with vectors for `todo` (sha256s whose images are at `sources`) on Dask.
+
+    Returns a description of where it ran (for the stage summary), e.g. `dask 2 workers: cpu`.
+    """
+    from distributed import as_completed
+
+    shards = plan_shards(todo, sources, executor.shard_size)
+    devices: set[str] = set()
+    with dask_client(executor) as client:
+        n_workers = len(worker_addresses(client))
+        log.info("featurizing %d images in %d shards on %d Dask workers", len(todo), len(shards), n_workers)
+        futures = [client.submit(featurize_shard, str(store_root), shas, paths, params, seed,
+                                 retries=executor.task_retries, pure=False)
+                   for shas, paths in shards]
+        with tqdm(total=len(todo), unit="img", desc="featurize on dask", disable=not progress) as bar:
+            for future in as_completed(futures):
+                done = future.result()
+                devices.add(done["device"])
+                bar.update(done["n_images"])
+    removed = remove_orphan_temp_files(_store_dir(store_root, params, seed))
+    if removed:
+        log.info("removed %d temp files left by killed writers", removed)
+    return f"dask {n_workers} workers: {', '.join(sorted(devices))}"
+
+
+def featurize_shard(store_root: str, shas: list[str], paths: list[str], params: FeaturizeParams,
+                    seed: int) -> dict:
+    """Runs on a worker: compute and store the vectors of one shard that are not stored yet."""
+    from defectflow.features.backbones import backbone_spec
+    from defectflow.features.store import FeatureStore
+
+    store = FeatureStore(store_root, backbone_spec(params.backbone, params.weights, params.image_size, seed))
+    todo = [(s, p) for s, p in zip(shas, paths, strict=True) if not store.has(s)]
+    extractor = _worker_extractor(params, seed)
+    for start, feats in extractor.batches([p for _, p in todo]):
+        store.put_many([s for s, _ in todo[start : start + len(feats)]], feats)
+    return {"n_images": len(shas), "n_computed": len(todo), "device": extractor.device_name}
+
+
+def _worker_extractor(params: FeaturizeParams, seed: int) -> FeatureExtractor:
+    """The extractor of this worker process, built on first use."""
+    import torch
+
+    from defectflow.features.backbones import backbone_spec, build_backbone
+    from defectflow.features.extract import FeatureExtractor
+
+    spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
+    key = (spec.featurizer_id, params.device, params.batch_size)
+    with _EXTRACTORS_LOCK:
+        if key not in _EXTRACTORS:
+            model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
+            # Dask's worker processes are daemonic and may not fork DataLoader workers; the
+            # worker processes themselves are the parallelism here.
+            loaders = 0 if multiprocessing.current_process().daemon else params.num_workers
+            extractor = FeatureExtractor(model, spec, params.device, params.batch_size, loaders)
+            if extractor.device_name == "cpu":
+                # One torch thread per Dask thread: the workers already share the cores.
+                torch.set_num_threads(_worker_threads())
+            _EXTRACTORS[key] = extractor
+        return _EXTRACTORS[key]
+
+
+def _worker_threads() -> int:
+    from distributed import get_worker
+
+    try:
+        return max(1, get_worker().state.nthreads)
+    except ValueError:  # called outside a worker (tests, debugging)
+        return 1
+
+
+def _store_dir(store_root: Path, params: FeaturizeParams, seed: int) -> Path:
+    from defectflow.features.backbones import backbone_spec
+
+    return Path(store_root) / backbone_spec(params.backbone, params.weights, params.image_size, seed).featurizer_id
+
+
+def remove_orphan_temp_files(store_dir: Path, older_than_s: float = ORPHAN_TEMP_AGE_S) -> int:
+    """Delete temp files that a killed writer left in `store_dir` (never a finished vector).
+
+    The atomic writer names them `.<target>.<random>.tmp`; only its own rename turns one into a
+    vector, so removing an orphan loses nothing.
+    """
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for tmp in [*store_dir.glob(".*.tmp"), *store_dir.glob("*/.*.tmp")]:
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            continue
+    return removed

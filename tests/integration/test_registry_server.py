@@ -1,0 +1,42 @@
+"""Registry round trip against a real `mlflow server` on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from defectflow.registry.register import register_model
+from defectflow.workdir import Workdir
+from tests.fixtures.pipeline import fast_params
+
+pytestmark = pytest.mark.integration
+
+
+def test_register_on_postgres_server_and_load_by_alias(trained_pipeline, mlflow_tracking, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    result = register_model(trained_pipeline.data_dir, Workdir(work), fast_params("register.model_name=pg-roundtrip"))
+    assert result["tracking_uri"] == mlflow_tracking and result["version"] == "1"
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_tracking)
+    version = client.get_model_version_by_alias("pg-roundtrip", "challenger")
+    assert version.version == "1" and version.tags["gate_passed"] == "true"
+    run = client.get_run(result["run_id"])
+    assert run.data.metrics["mean_auc"] > 0 and run.data.tags["data.manifest_digest"]
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"], "plots")}
+    assert "plots/roc.png" in artifacts
+
+    image = str(next(trained_pipeline.data_dir.rglob("*.png")))
+    code = ("import mlflow, json, sys; m = mlflow.pyfunc.load_model('models:/pg-roundtrip@challenger'); "
+            "print(json.dumps(m.predict([sys.argv[1]]).to_dict('records')))")
+    proc = subprocess.run([sys.executable, "-c", code, image], capture_output=True, text=True, cwd=tmp_path,
+                          env={"MLFLOW_TRACKING_URI": mlflow_tracking, "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])[0]
+    assert 0 <= row["fail_probability"] <= 1 and row["decision"] in {"pass", "fail"}

@@ -1,0 +1,97 @@
+"""Time-split cross-validation: ordering, board grouping, gap, and no leakage from test windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from defectflow.errors import DefectflowError
+from defectflow.params import TrainParams
+from defectflow.training.splits import inner_validation_split, time_split_folds
+from defectflow.training.stage import cross_validate
+
+
+def _frame(n: int = 400, seed: int = 0, boards_span_days: bool = False) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = pd.Timestamp("2026-09-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 40, n)), unit="D")
+    boards = np.arange(n) // 4
+    if boards_span_days:  # some boards photographed again weeks later
+        boards[rng.choice(n, 40, replace=False)] = rng.integers(0, n // 4, 40)
+    y = rng.integers(0, 2, n).astype(np.int8)
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    X[:, 0] += y * 1.5  # learnable signal
+    meta = pd.DataFrame({"path": [f"img{i}.png" for i in range(n)], "sha256": [f"{i:064x}" for i in range(n)],
+                         "captured_at": t, "board_id": boards.astype(str), "camera_id": "c1",
+                         "label": np.where(y == 1, "fail", "pass")})
+    return meta, X, y
+
+
+def test_folds_train_strictly_before_test_and_expand():
+    meta, _, y = _frame()
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=4)
+    assert [f.index for f in folds] == [1, 2, 3, 4]
+    sizes = [len(f.train_idx) for f in folds]
+    assert sizes == sorted(sizes) and sizes[0] > 0
+    for f in folds:
+        assert meta["captured_at"].iloc[f.train_idx].max() < meta["captured_at"].iloc[f.test_idx].min()
+    # Test windows tile the later blocks without overlap.
+    tested = np.concatenate([f.test_idx for f in folds])
+    assert len(tested) == len(set(tested))
+
+
+def test_no_board_on_both_sides_even_when_boards_span_time():
+    meta, _, y = _frame(boards_span_days=True)
+    for f in time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=3):
+        train_boards = set(meta["board_id"].iloc[f.train_idx])
+        test_boards = set(meta["board_id"].iloc[f.test_idx])
+        assert not train_boards & test_boards
+
+
+def test_gap_keeps_a_margin_before_each_test_window():
+    meta, _, y = _frame()
+    for f in time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=3, gap_days=2):
+        margin = meta["captured_at"].iloc[f.test_idx].min() - meta["captured_at"].iloc[f.train_idx].max()
+        assert margin >= pd.Timedelta(days=2)
+
+
+def test_too_little_data_says_what_to_change():
+    meta, _, y = _frame(n=40)
+    with pytest.raises(DefectflowError, match="train.n_folds"):
+        time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=4, min_train=30)
+
+
+def test_inner_validation_is_the_newest_part_of_the_window():
+    meta, _, _ = _frame()
+    fit, val = inner_validation_split(meta["captured_at"], meta["board_id"], 0.2)
+    assert meta["captured_at"].iloc[fit].max() < meta["captured_at"].iloc[val].min()
+    assert not set(meta["board_id"].iloc[fit]) & set(meta["board_id"].iloc[val])
+
+
+def test_nothing_from_a_test_window_reaches_its_fold_model():
+    """Scramble every label and feature inside fold k's test window and later: fold k's
+    out-of-fold predictions must not change by a single bit."""
+    meta, X, y = _frame()
+    params = TrainParams(n_folds=3, min_train=20, min_test=20, early_stopping_rounds=10,
+                         lgbm={"n_estimators": 60, "num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 5})
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=3)
+    baseline, _ = cross_validate(meta, X, y, folds, params, seed=1)
+
+    k = folds[1]
+    future = np.arange(k.test_idx.min(), len(y))  # the test window and everything after it
+    rng = np.random.default_rng(99)
+    X2, y2 = X.copy(), y.copy()
+    X2[future] = rng.normal(size=(len(future), X.shape[1]))
+    y2[future] = 1 - y2[future]
+    # Scoring the same test rows needs their original features: restore only those.
+    X2[k.test_idx] = X[k.test_idx]
+    scrambled, _ = cross_validate(meta, X2, y2, folds, params, seed=1)
+
+    for fold in (1, 2):
+        a = baseline.loc[baseline["fold"] == fold, "p_fail"].to_numpy()
+        b = scrambled.loc[scrambled["fold"] == fold, "p_fail"].to_numpy()
+        np.testing.assert_array_equal(a, b)
+    # The check has teeth: the fold that trains on the scrambled rows does change.
+    a3 = baseline.loc[baseline["fold"] == 3, "p_fail"].to_numpy()
+    b3 = scrambled.loc[scrambled["fold"] == 3, "p_fail"].to_numpy()
+    assert not np.array_equal(a3, b3)
