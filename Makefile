@@ -43,5 +43,12 @@ test-unit: setup
 test-integration: setup system-deps
 	$(BIN)/pytest -m integration tests
 
+# Featurization/training/scoring benchmarks (bench/config.json profile cpu; a few minutes on 2 cores).
+# Writes bench/results/cpu-<date>.json and .md. On a GPU machine with only torch/torchvision/numpy/Pillow:
+#   PYTHONPATH=src python -m bench --profile gpu
+BENCH_PROFILE ?= cpu
+bench: setup
+	$(BIN)/python -m bench --profile $(BENCH_PROFILE)
+
 clean:
 	rm -rf work data/demo

@@ -11,6 +11,8 @@ os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.services",
+    "tests.fixtures.dask_cluster",
+    "tests.fixtures.azurite",
     "tests.fixtures.pipeline",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prefect_server",

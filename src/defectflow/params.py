@@ -21,6 +21,23 @@ DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
 @dataclass(frozen=True)
+class SynthParams:
+    """The demo dataset; the field names are the keyword arguments of defectflow.synth.generate."""
+
+    n: int = 900
+    seed: int = 7
+    image_size: int = 160
+    days: float = 42
+    start: str = "2026-09-01"
+    defect_rate: float = 0.3
+    label_noise: float = 0.01
+    drift_from: str | None = None
+    drift_kind: str = "lighting"
+    unlabelled_share: float = 0.0
+    cameras: int = 3
+
+
+@dataclass(frozen=True)
 class ValidateParams:
     max_bad_share: float = 0.05
     max_pixels: int = 40_000_000
@@ -121,6 +138,28 @@ class DashboardParams:
     thumbnail_px: int = 192         # longest side of a thumbnail
     registry_cache_seconds: float = 60.0  # how long the MLflow model history is reused between page loads
     image_roots: list[str] = field(default_factory=list)  # extra folders thumbnails may be read from
+
+
+@dataclass(frozen=True)
+class AzureParams:
+    """Blob ingestion settings (no secrets: credentials come from env vars, see docs/azure.md)."""
+
+    container: str | None = None
+    prefix: str = ""
+    account_url: str | None = None      # non-secret endpoint; else $AZURE_STORAGE_ACCOUNT_URL
+    auth: str = "auto"                   # auto | connection_string | account_key | sas | default
+    max_workers: int = 8
+    retries: int = 5                     # azure-core retries per request
+    retry_backoff_s: float = 1.0
+    retry_backoff_base: float = 2.0
+    retry_jitter_s: float = 0.5
+    file_attempts: int = 3               # whole-file attempts on transient errors (after azure-core's)
+    connect_timeout_s: float = 20.0
+    read_timeout_s: float = 120.0
+    image_extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+    labels_blob_name: str = "labels.csv"
+    use_blob_metadata: bool = True       # label/captured_at/board_id/camera_id from blob metadata or index tags
+    state_flush_s: float = 2.0           # checkpoint the ingestion state at most this often
 
 
 T = TypeVar("T")

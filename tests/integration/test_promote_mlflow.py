@@ -89,7 +89,7 @@ def test_promotion_refusal_history_and_rollback(trained_pipeline, mlflow_trackin
 
 
 def test_version_without_passed_gate_is_never_promoted(trained_pipeline, mlflow_tracking, tmp_path):
-    """A version registered outside the pipeline (no gate_passed=true tag) is refused, and the alias stays put."""
+    """A version not tagged gate_passed=true is refused, and no alias moves."""
     from mlflow import MlflowClient
 
     from defectflow.registry.champion import current_champion
@@ -99,8 +99,9 @@ def test_version_without_passed_gate_is_never_promoted(trained_pipeline, mlflow_
     work = tmp_path / "work"
     shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
     gated = register_model(trained_pipeline.data_dir, Workdir(work), fast_params(f"register.model_name={name}"))
-    source = client.get_model_version(name, gated["version"])
-    ungated = client.create_model_version(name, source.source, run_id=source.run_id)
+    # Same complete model files, but its gate verdict says it failed.
+    ungated = client.copy_model_version(f"models:/{name}/{gated['version']}", name)
+    client.set_model_version_tag(name, ungated.version, "gate_passed", "false")
 
     code = main(["promote", "--version", ungated.version, "--workdir", str(work), "--set", f"register.model_name={name}"])
     assert code == 6

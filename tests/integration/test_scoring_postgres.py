@@ -47,7 +47,7 @@ def test_idempotent_and_resumable_on_postgres(tmp_path, tiny_registry, postgres_
 def test_concurrent_runs_never_write_a_score_twice(tmp_path, tiny_registry, postgres_url):
     folder = make_input(tmp_path / "in")
     for i in range(16):
-        write_image(folder / "more" / f"img_{i:02d}.png", grey=10 + 14 * i)
+        write_image(folder / "more" / f"img_{i:02d}.png", grey=11 + 13 * i)  # no grey of make_input: all distinct
     results = postgres_url("scoring_race")
     open_results(results).dispose()  # create the tables once, before the racing runs
     outcomes: list[dict] = []
@@ -97,3 +97,28 @@ def test_real_model_pyfunc_and_onnx_bundle_agree(tmp_path, defect_model, edge_bu
     for sha in a:
         assert a[sha].probability == pytest.approx(b[sha].probability, abs=1e-4)
         assert a[sha].decision == b[sha].decision
+
+
+def test_blob_prefix_input_via_azurite(tmp_path, tiny_registry, postgres_url, azurite, blob_container, monkeypatch):
+    """azure://container/prefix: blobs (metadata as labels) are downloaded once into the cache and scored."""
+    from tests.fixtures.azurite import upload_folder
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    upload_folder(blob_container, make_input(tmp_path / "local"), prefix="plant1/", metadata_from_labels=True)
+    results = postgres_url("scoring_blob")
+    spec = f"azure://{blob_container.container_name}/plant1"
+
+    def run() -> dict:
+        return score(spec, CHAMPION, results, batch_size=4, blob_cache=tmp_path / "cache",
+                     tracking_uri=tiny_registry, progress=False)
+
+    first = run()
+    assert (first["source"], first["scored"]) == (spec, 8)
+    engine = open_results(results)
+    with Session(engine) as session:
+        # Blob ingestion turns metadata into labels.csv rows only for labelled blobs (bright_0..2 here).
+        bright0 = session.scalars(sa.select(Score).where(Score.image == "cam2/bright_0.png")).one()
+        assert (bright0.board_id, bright0.camera_id, bright0.decision) == ("B0", "cam2", "pass")
+        assert bright0.captured_at.replace(tzinfo=None).isoformat() == "2026-10-01T07:00:00"
+    engine.dispose()
+    assert (run()["scored"], count(results)) == (0, 8)

@@ -59,7 +59,10 @@ def test_page_shows_flagged_boards_champion_and_auc_history(client):
     html = page.text
     assert len(flagged_ids(html)) == 4
     assert html.count("cam1/dark_") >= 4 and 'data-testid="queue-count">4<' in html
-    assert "v2" in html and "0.940" in html and "0.910" in html  # champion v2 and the history
+    champion = html[html.index('data-testid="champion"'):html.index("</header>")]
+    assert "v2" in champion and "0.940" in champion
+    versions = html[html.index('data-testid="versions"'):]
+    assert "0.940" in versions and "0.910" in versions and versions.count('class="badge alias">champion<') == 1
     assert "<polyline" in html and "gate 0.90" in html
     assert html.count('class="badge pass">pass<') >= 4  # latest results table lists pass rows too
 
@@ -191,3 +194,28 @@ def test_export_labels_writes_the_data_contract(client, scored, tmp_path):
         export_labels(session, tmp_path / "ambiguous.csv")
     assert not (tmp_path / "ambiguous.csv").exists()
     engine.dispose()
+
+
+def test_the_scoring_service_mounts_the_dashboard(scored, tiny_registry, tmp_path, monkeypatch):
+    """DEFECTFLOW_EXTRA_ROUTERS=defectflow.dashboard.mount:router puts the page on the serving app."""
+    import sys
+
+    from defectflow.serving.app import create_app
+    from defectflow.serving.settings import ServingSettings
+
+    folder, results = scored
+    monkeypatch.setenv("DEFECTFLOW_RESULTS_URL", results)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_registry)
+    monkeypatch.setenv("DEFECTFLOW_DASHBOARD_IMAGE_ROOTS", str(folder))
+    params = tmp_path / "params.yaml"
+    params.write_text(f"register:\n  model_name: {TINY_MODEL_NAME}\ndata:\n  workdir: {tmp_path / 'work'}\n")
+    monkeypatch.setenv("DEFECTFLOW_PARAMS", str(params))
+    monkeypatch.delitem(sys.modules, "defectflow.dashboard.mount", raising=False)  # fresh lazily built router
+
+    app = create_app(ServingSettings(auth_enabled=False, extra_routers=("defectflow.dashboard.mount:router",)))
+    client = TestClient(app)  # no lifespan: the model slot is not started, the dashboard does not need it
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and len(flagged_ids(page.text)) == 4
+    first = flagged_ids(page.text)[0]
+    assert client.get(f"/dashboard/thumbnails/{first}").status_code == 200
+    assert "/dashboard" not in client.get("/openapi.json").json()["paths"]

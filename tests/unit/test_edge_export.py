@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from defectflow.edge.manifest import MANIFEST_NAME, ONNX_NAME, BundleError, EdgeManifest, file_sha256
+from defectflow.edge.manifest import MANIFEST_NAME, ONNX_NAME, BundleError, EdgeManifest
 from defectflow.edge.runtime import EdgeModel
+from defectflow.features.weights import sha256_file
 
 # Fail probabilities of the ONNX graph and the pyfunc agree to this (absolute) tolerance:
 # same preprocessing code, float32 conv kernels of two runtimes, float32 tree sums in ONNX.
@@ -40,7 +41,7 @@ def test_manifest_describes_the_model_and_checksums_the_graph(defect_model, edge
     assert manifest.model_uri == f"models:/{defect_model.name}/{defect_model.version}"  # alias pinned
     assert manifest.threshold == pytest.approx(defect_model.threshold)
     assert manifest.image_size == 64 and manifest.feature_dim == 1280 and manifest.backbone == "mobilenet_v2"
-    assert manifest.onnx_sha256 == file_sha256(edge_bundle / ONNX_NAME)
+    assert manifest.onnx_sha256 == sha256_file(edge_bundle / ONNX_NAME)
     assert "mean_auc" in manifest.metrics and manifest.run_id
     assert manifest.parity_max_abs_diff is not None and manifest.parity_max_abs_diff <= 1e-4
     assert sorted(p.name for p in edge_bundle.iterdir()) == [MANIFEST_NAME, ONNX_NAME]

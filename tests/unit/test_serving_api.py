@@ -31,10 +31,11 @@ def client(edge_bundle) -> Iterator[TestClient]:
                                        max_image_bytes=1_000_000, max_pixels=1_000_000, max_batch=8))
 
 
-def png(size: tuple[int, int] = (80, 80), seed: int = 0) -> bytes:
+def png(size: tuple[int, int] = (80, 80), seed: int = 0, solid: bool = False) -> bytes:
+    """Noise (incompressible) or one solid colour (a tiny file whatever its pixel count)."""
     arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    (Image.new("RGB", size, (90, 120, 60)) if solid else Image.fromarray(arr)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -87,7 +88,7 @@ def test_auth_can_be_turned_off(edge_bundle):
     (b"%PDF-1.4 definitely not pixels", 415, "not_an_image"),
     (png()[:300], 422, "truncated"),
     (b"", 422, "zero_byte"),
-    (png((1100, 1000)), 413, "decompression_bomb"),
+    (png((1100, 1000), solid=True), 413, "decompression_bomb"),
 ], ids=["not-image", "truncated", "empty", "too-many-pixels"])
 def test_bad_uploads_get_a_specific_4xx(client, payload, status, error):
     resp = client.post("/v1/predict", files={"file": ("x.png", payload, "image/png")}, headers=AUTH)

@@ -17,9 +17,11 @@ from defectflow.errors import DefectflowError
 COMMAND_MODULES = [
     "defectflow.cli.pipeline_cmds",
     "defectflow.cli.synth_cmd",
+    "defectflow.cli.ingest_cmd",
     "defectflow.cli.validate_cmd",
     "defectflow.cli.ops_cmds",
     "defectflow.cli.score_cmds",
+    "defectflow.cli.ship_cmds",
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import ConfigError
 from defectflow.redact import redact_uri
-from defectflow.params import Params, RegisterParams, ScoreParams, ValidateParams
+from defectflow.params import AzureParams, Params, RegisterParams, ScoreParams, ValidateParams
 from defectflow.workdir import Workdir
 
 DEFAULT_DASHBOARD_PORT = 8088
@@ -72,7 +72,7 @@ def run_score(args: argparse.Namespace) -> int:
         str(source), args.model or section.model, _results_url(args, params, workdir),
         batch_size=args.batch_size or section.batch_size, blob_cache=blob_cache_dir(section, workdir),
         tracking_uri=tracking_uri(params.section("register", RegisterParams), workdir),
-        validate=params.section("validate", ValidateParams),
+        validate=params.section("validate", ValidateParams), azure=params.section("azure", AzureParams),
     )
     unreadable = f", {len(summary['unreadable'])} unreadable (see warnings)" if summary["unreadable"] else ""
     emit(args, summary,

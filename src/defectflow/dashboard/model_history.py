@@ -45,12 +45,20 @@ class ModelHistory:
 
 def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
     """Every version of registered model `name` with its AUC; errors are returned, not raised."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    try:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        return ModelHistory(name, error="the MLflow client is not installed in this image: no model history")
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         versions = client.search_model_versions(f"name = '{name}'")
+        # Aliases from the registered model: search results leave ModelVersion.aliases empty on some stores.
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, version in client.get_registered_model(name).aliases.items():
+                aliases.setdefault(str(version), []).append(alias)
         infos = []
         for mv in versions:
             metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
@@ -58,7 +66,7 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
             infos.append(VersionInfo(
                 version=str(mv.version),
                 created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
-                aliases=tuple(sorted(mv.aliases or ())),
+                aliases=tuple(sorted(aliases.get(str(mv.version), ()))),
                 mean_auc=metrics.get(AUC_METRIC),
                 gate_passed=None if gate is None else gate.lower() == "true",
                 run_id=mv.run_id,

@@ -58,7 +58,7 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
     history = CachedHistory(config.tracking_uri, config.params.registry_cache_seconds)
     locator = ImageLocator(tuple(r.resolve() for r in config.image_roots), config.blob_cache.resolve())
     thumbnails = ThumbnailCache()
-    router = APIRouter(prefix=PREFIX, include_in_schema=False, on_shutdown=[engine.dispose])
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     @router.get("", response_class=HTMLResponse)
     def page(request: Request, date_from: str = "", date_to: str = "", camera: str = "", board: str = "",

@@ -1,22 +1,30 @@
-"""LightGBM on a Dask cluster with the same interface as `training.booster.fit_booster`.
+"""LightGBM's distributed learning on Dask workers, with the interface of `fit_booster`.
 
 The train stage asks `booster_fitter(executor)` for its fitting function, so the time-split
 folds, the inner early-stopping split, the final model and the gate are the very same code on
 both paths; only where the trees are grown changes. Rows are cut into one contiguous block per
-worker (sorted worker addresses, so placement repeats run to run) and LightGBM's data-parallel
-learner builds the trees across the workers.
+worker and LightGBM's data-parallel tree learner grows each tree across the workers, which talk
+to each other over LightGBM's own sockets (the mechanism `lightgbm.dask` uses).
 
-`lightgbm.dask` has no reliable early stopping (each worker would judge its own slice of the
-validation set and could stop at a different round), so the model is grown to the full number
-of rounds and the round that `lightgbm.early_stopping` would have kept is found on the driver
-from the validation curve. That costs extra rounds, never a different answer.
+Why not `lightgbm.dask.DaskLGBMClassifier` itself: it orders the workers (LightGBM's machine
+ranks) by iterating a set of random task keys, and in data-parallel mode each rank computes the
+histogram bins of its share of the features from its own rows, so the same data gave one of two
+different models from run to run (measured). Here rank k is always the k-th worker address in
+sorted order holding the k-th block of rows: the same cluster shape gives the same model.
+
+Early stopping is replayed on the driver: the model is grown to the full number of rounds and
+the round `lightgbm.early_stopping` would have kept is found from the validation curve (each
+worker judging only its own slice of the validation set could stop at a different round and
+hang the others). That costs extra rounds, never a different answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import lightgbm as lgb
 import numpy as np
@@ -46,7 +54,7 @@ def booster_fitter(executor: ExecutorParams | None) -> Iterator[BoosterFitter]:
 
 
 class DaskBoosterFitter:
-    """Train like `fit_booster` (same arguments, a `lgb.Booster` back) with `lightgbm.dask`."""
+    """Train like `fit_booster` (same arguments, a `lgb.Booster` back) across the Dask workers."""
 
     def __init__(self, client: Client):
         self.client = client
@@ -54,31 +62,45 @@ class DaskBoosterFitter:
     def __call__(self, X: np.ndarray, y: np.ndarray, lgbm: dict[str, Any], seed: int, *,
                  X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
                  early_stopping_rounds: int = 0, num_boost_round: int | None = None) -> lgb.Booster:
-        from lightgbm.dask import DaskLGBMClassifier
-
         params, rounds = lgbm_params(lgbm, seed)
         for name in _THREAD_PARAMS:  # each worker uses its own thread count
             params.pop(name, None)
-        X_dask, y_dask = self._spread(X, y)
-        model = DaskLGBMClassifier(client=self.client, n_estimators=num_boost_round or rounds, **params)
-        booster = model.fit(X_dask, y_dask).booster_
+        workers = worker_addresses(self.client)
+        workers = workers[: max(1, min(len(workers), len(y) // MIN_ROWS_PER_WORKER))]
+        ports = self.client.run(_free_port, workers=workers)
+        network = {"tree_learner": "data", "pre_partition": True, "num_machines": len(workers),
+                   "machines": ",".join(f"{urlparse(w).hostname}:{ports[w]}" for w in workers)}
+        futures = []
+        for rank, (worker, rows) in enumerate(zip(workers, np.array_split(np.arange(len(y)), len(workers)),
+                                                  strict=True)):
+            block = self.client.scatter([X[rows], y[rows]], workers=[worker])
+            futures.append(self.client.submit(
+                _train_block, *block, {**params, **network, "local_listen_port": ports[worker]},
+                num_boost_round or rounds, rank == 0, workers=[worker], allow_other_workers=False, pure=False))
+        booster = lgb.Booster(model_str=self.client.gather(futures)[0])
         if X_val is not None and y_val is not None and early_stopping_rounds > 0:
             booster.best_iteration = early_stopping_iteration(booster, X_val, y_val, early_stopping_rounds)
         return booster
 
-    def _spread(self, X: np.ndarray, y: np.ndarray):
-        """One contiguous block of rows per worker, placed on that worker."""
-        import dask
-        import dask.array as da
 
-        workers = worker_addresses(self.client)
-        n_blocks = max(1, min(len(workers), len(y) // MIN_ROWS_PER_WORKER))
-        x_blocks, y_blocks = [], []
-        for worker, rows in zip(workers, np.array_split(np.arange(len(y)), n_blocks), strict=False):
-            x_part, y_part = self.client.scatter([X[rows], y[rows]], workers=[worker])
-            x_blocks.append(da.from_delayed(dask.delayed(x_part), shape=(len(rows), X.shape[1]), dtype=X.dtype))
-            y_blocks.append(da.from_delayed(dask.delayed(y_part), shape=(len(rows),), dtype=y.dtype))
-        return da.concatenate(x_blocks), da.concatenate(y_blocks)
+def _train_block(X: np.ndarray, y: np.ndarray, params: dict[str, Any], rounds: int, return_model: bool) -> str | None:
+    """Runs on a worker: its share of one distributed LightGBM training; rank 0 returns the model."""
+    from distributed import get_worker
+
+    booster = lgb.train({**params, "num_threads": get_worker().state.nthreads}, lgb.Dataset(X, label=y),
+                        num_boost_round=rounds)
+    try:
+        return booster.model_to_string() if return_model else None
+    finally:
+        if params["num_machines"] > 1:
+            booster.free_network()
+
+
+def _free_port() -> int:
+    """A TCP port free on this worker's host for LightGBM's sockets."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
 
 
 def early_stopping_iteration(booster: lgb.Booster, X_val: np.ndarray, y_val: np.ndarray, patience: int) -> int:

@@ -26,9 +26,10 @@ import numpy as np
 
 from defectflow.atomic import write_bytes, write_json
 from defectflow.edge.manifest import (
-    DECISION_OUTPUT, INPUT_NAME, MANIFEST_NAME, ONNX_NAME, PROBABILITY_OUTPUT, BundleError, EdgeManifest, file_sha256,
+    DECISION_OUTPUT, INPUT_NAME, MANIFEST_NAME, ONNX_NAME, PROBABILITY_OUTPUT, BundleError, EdgeManifest,
 )
 from defectflow.errors import ConfigError, DefectflowError
+from defectflow.features.weights import sha256_file
 
 if TYPE_CHECKING:
     import onnx
@@ -186,10 +187,15 @@ def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Pa
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         write_bytes(staging / ONNX_NAME, onnx_bytes)
-        manifest = EdgeManifest(**manifest_fields, onnx_sha256=file_sha256(staging / ONNX_NAME),
+        manifest = EdgeManifest(**manifest_fields, onnx_sha256=sha256_file(staging / ONNX_NAME),
                                 created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         write_json(staging / MANIFEST_NAME, manifest.to_dict())
         EdgeManifest.read(staging).verify(staging)
+        # Atomic writes create owner-only files; a bundle is read by other users (a service
+        # account, the container's non-root user), so publish it world-readable.
+        for path in (staging / ONNX_NAME, staging / MANIFEST_NAME):
+            path.chmod(0o644)
+        staging.chmod(0o755)
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(retired, ignore_errors=True)

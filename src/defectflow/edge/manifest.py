@@ -7,11 +7,12 @@ runs is the one that was exported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from defectflow.features.weights import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"
@@ -75,16 +76,8 @@ class EdgeManifest:
         onnx_path = Path(bundle_dir) / self.onnx_file
         if not onnx_path.exists():
             raise BundleError(f"{onnx_path} is missing")
-        actual = file_sha256(onnx_path)
+        actual = sha256_file(onnx_path)
         if actual != self.onnx_sha256:
             raise BundleError(f"{onnx_path} has sha256 {actual}, the manifest says {self.onnx_sha256}: "
                               "the file was altered or belongs to another export")
         return onnx_path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

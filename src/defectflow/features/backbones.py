@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bump when the decode/resize/normalise recipe changes: cached features become stale.
-PREPROCESSING_VERSION = "rgb-resize-bilinear-antialias-imagenet-norm-v1"
+# v2: JPEGs are decoded in draft mode (DCT-domain downscale to ≥ image_size before the resize).
+PREPROCESSING_VERSION = "rgb-jpegdraft-resize-bilinear-antialias-imagenet-norm-v2"
 
 # name → (attribute holding the classification head, feature dimension)
 BACKBONES: dict[str, tuple[str, int]] = {

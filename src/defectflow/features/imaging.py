@@ -18,14 +18,6 @@ ImageSource = str | os.PathLike[str] | bytes
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
-def open_image(source: ImageSource) -> Image.Image:
-    """Open a path or raw bytes and decode it fully (raises on truncated or non-image data)."""
-    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
-    img = Image.open(fh)
-    img.load()
-    return img
-
-
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any supported mode to 8-bit RGB; 16-bit greyscale is rescaled, not clipped."""
     if img.mode == "RGB":
@@ -39,9 +31,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:
+    """Open a path or raw bytes and decode it fully (raises on truncated or non-image data).
+
+    With `draft_size`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps
+    both sides at least `draft_size`: the decoder skips most of the work for large images
+    that are about to be shrunk anyway. Other formats ignore it.
+    """
+    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
+    img = Image.open(fh)
+    if draft_size is not None and img.format == "JPEG":
+        img.draft(None, (draft_size, draft_size))
+    img.load()
+    return img
+
+
 def load_uint8(source: ImageSource, size: int) -> np.ndarray:
-    """Decode, convert to RGB and resize to size×size (bilinear, antialiased): HWC uint8."""
-    img = to_rgb(open_image(source))
+    """Decode (JPEG in draft mode), convert to RGB and resize to size×size (bilinear,
+    antialiased): HWC uint8."""
+    img = to_rgb(open_image(source, draft_size=size))
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one

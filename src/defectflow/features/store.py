@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from defectflow import atomic
 from defectflow.features.backbones import BackboneSpec
+
+# Concurrent vector writes per put_many: enough to batch fsyncs, bounded for small machines.
+WRITE_THREADS = 16
 
 
 class FeatureStore:
@@ -44,8 +48,33 @@ class FeatureStore:
             np.save(fh, vector, allow_pickle=False)
 
     def put_many(self, shas: Sequence[str], matrix: np.ndarray) -> None:
-        for sha, row in zip(shas, matrix, strict=True):
-            self.put(sha, row)
+        """Store one vector per key. Each write is fsync'ed before its rename (durable and
+        atomic); running them on threads lets the filesystem commit the fsyncs together,
+        about 5× faster than one after another (docs/performance.md)."""
+        if len(shas) != len(matrix):
+            raise ValueError(f"{len(shas)} keys for {len(matrix)} vectors")
+        if len(shas) <= 1:
+            for sha, row in zip(shas, matrix, strict=True):
+                self.put(sha, row)
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(shas)), thread_name_prefix="feature-store") as pool:
+            for _ in pool.map(self.put, shas, matrix):  # re-raises the first failed write
+                pass
+
+    def fill(self, keys: Sequence[str], sources: Sequence, extractor, on_batch=None) -> list[str]:
+        """Compute and store the vectors of `keys` not stored yet; `sources[i]` is the image of
+        `keys[i]` and `extractor` a FeatureExtractor (anything with `.batches(sources)`).
+
+        Work is proportional to the missing keys only; each batch is stored as it completes,
+        so an interrupted fill keeps what it finished. Returns the keys that were computed.
+        """
+        source_of = dict(zip(keys, sources, strict=True))
+        todo = self.missing(keys)
+        for start, feats in extractor.batches([source_of[k] for k in todo]):
+            self.put_many(todo[start : start + len(feats)], feats)
+            if on_batch is not None:
+                on_batch(len(feats))
+        return todo
 
     def get_many(self, shas: Sequence[str]) -> np.ndarray:
         """Stack the vectors for `shas` (all must be present) into an (n, dim) float32 matrix."""

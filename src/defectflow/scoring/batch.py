@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from defectflow.params import ValidateParams
+from defectflow.params import AzureParams, ValidateParams
 from defectflow.scoring.inputs import InputImage, ScoringInput, open_input
 from defectflow.scoring.model import Scorer, load_scorer
 from defectflow.scoring.results import DECISIONS, insert_scores, open_results, redact, scored_hashes, utcnow
@@ -100,11 +100,11 @@ def score_input(inputs: ScoringInput, scorer: Scorer, engine: sa.Engine, *, batc
 
 def score(input_spec: str, model_uri: str, results_url: str, *, batch_size: int, blob_cache: Path,
           tracking_uri: str | None = None, validate: ValidateParams | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          azure: AzureParams | None = None, progress: bool = True) -> dict[str, Any]:
     """The whole batch job from plain strings: what `defectflow score` and flows/scoring.py call."""
     engine = open_results(results_url)
     try:
-        return score_input(open_input(input_spec, blob_cache), load_scorer(model_uri, tracking_uri), engine,
+        return score_input(open_input(input_spec, blob_cache, azure), load_scorer(model_uri, tracking_uri), engine,
                            batch_size=batch_size, validate=validate, progress=progress)
     finally:
         engine.dispose()

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from defectflow.errors import ConfigError
+from defectflow.params import AzureParams
 from defectflow.validation.labels import LABELS_FILE, parse_timestamp, read_labels
 from defectflow.validation.paths import resolve_image_path
 
@@ -45,10 +46,10 @@ class ScoringInput:
     images: list[InputImage]
 
 
-def open_input(spec: str, blob_cache: Path) -> ScoringInput:
-    """List the images of `spec` (a folder or azure://container/prefix)."""
+def open_input(spec: str, blob_cache: Path, azure: AzureParams | None = None) -> ScoringInput:
+    """List the images of `spec` (a folder, or azure://container/prefix downloaded with `azure` settings)."""
     if spec.startswith(AZURE_SCHEME):
-        source, root = spec.rstrip("/"), _download_blobs(spec, blob_cache)
+        source, root = spec.rstrip("/"), _download_blobs(spec, blob_cache, azure or AzureParams())
     else:
         root = Path(spec).expanduser().resolve()
         if not root.is_dir():
@@ -87,17 +88,20 @@ def read_metadata(root: Path) -> dict[str, ImageMeta]:
     return meta
 
 
-def _download_blobs(spec: str, blob_cache: Path) -> Path:
+def _download_blobs(spec: str, blob_cache: Path, azure: AzureParams) -> Path:
+    """Bring new blobs under the prefix into the cache with the ingestion code (idempotent,
+    MD5-verified, label metadata merged into labels.csv); return the local folder."""
+    from defectflow.azure.ingest import ingest_from_blob
+
     container, _, prefix = spec[len(AZURE_SCHEME):].partition("/")
     if not container:
         raise ConfigError(f"input {spec} names no container; use azure://<container>/<prefix>")
-    try:
-        from defectflow.azure import blob_source
-    except ImportError:
-        raise ConfigError(
-            "blob input needs defectflow.azure.blob_source, which this installation lacks; "
-            "download the images to a folder and score the folder"
-        ) from None
-    target = blob_cache / container / prefix.strip("/")
-    blob_source.download_prefix(container, prefix, target)
+    folder = prefix.strip("/")
+    target = blob_cache / container / folder
+    # A prefix names a folder: "plant1" must not also match "plant10/…", and blob names below it
+    # must come out relative ("cam1/x.png", not "/cam1/x.png").
+    summary = ingest_from_blob(target, container, f"{folder}/" if folder else "", azure, progress=False)
+    if not summary["ok"]:
+        log.warning("blob download of %s was incomplete (%d rejected, %d failed); scoring what arrived",
+                    spec, len(summary["rejected"]), len(summary["failed"]))
     return target.resolve()

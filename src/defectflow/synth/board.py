@@ -71,7 +71,7 @@ def render_board(rng: np.random.Generator, size: int, nominal: Frame, part: Part
         nominal.rect(canvas, -e + 3 + 6 * k, -e - 7, 4, 7, palette.SILKSCREEN, alpha=0.8)
 
     neighbour = PART_BY_NAME["chip_resistor" if rng.random() < 0.5 else "chip_capacitor"]
-    for _ in range(int(rng.integers(0, 3))):  # neighbouring parts, partly outside the frame
+    for _ in range(int(rng.random() < 0.5)):  # a neighbouring part, mostly outside the frame
         angle = rng.uniform(0, 2 * math.pi)
         dist = part.extent + rng.uniform(40, 60)
         f = nominal.moved(dist * math.cos(angle), dist * math.sin(angle), rng.choice([0.0, math.pi / 2]))

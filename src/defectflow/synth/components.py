@@ -152,7 +152,7 @@ def draw_pad(canvas: Canvas, f: Frame, pad: Pad, finish, solder_volume: float, r
     if reflowed:
         gloss = 0.15 + 0.35 * solder_volume
         shade = {"shade_u": toward * gloss} if pad.axis == "x" else {"shade_v": toward * gloss}
-        dull = 0.78 + 0.22 * solder_volume  # starved joints look grainy and grey
+        dull = 0.4 + 0.6 * solder_volume  # starved joints look grainy and grey
         f.rect(canvas, pad.lx, pad.ly, w, h, tuple(c * dull for c in palette.SOLDER), soft=1.6, **shade)
     else:
         f.rect(canvas, pad.lx, pad.ly, w * 0.9, h * 0.9, palette.SOLDER_PASTE, soft=1.2)

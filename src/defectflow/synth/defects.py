@@ -47,14 +47,14 @@ def render_part_scene(canvas: Canvas, nominal: Frame, part: PartType, finish, de
     body = nominal.moved(rng.normal(0, 0.8), rng.normal(0, 0.8), math.radians(rng.normal(0, 0.7)))
     if defect == "shifted":
         direction = rng.uniform(0, 2 * math.pi)
-        distance = 2.5 + 10.0 * severity
+        distance = 5.0 + 14.0 * severity
         body = body.moved(distance * math.cos(direction), distance * math.sin(direction))
     elif defect == "rotated":
-        body = body.moved(0, 0, rng.choice([-1, 1]) * math.radians(3.0 + 14.0 * severity))
+        body = body.moved(0, 0, rng.choice([-1, 1]) * math.radians(8.0 + 22.0 * severity))
     elif defect == "insufficient_solder":
-        starved = rng.random(len(part.pads)) < 0.5
+        starved = rng.random(len(part.pads)) < 0.8
         starved[rng.integers(len(part.pads))] = True
-        solder[starved] = np.clip(0.5 - 0.48 * severity + rng.normal(0, 0.05, starved.sum()), 0.0, 0.6)
+        solder[starved] = np.clip(0.3 - 0.3 * severity + rng.normal(0, 0.04, starved.sum()), 0.0, 0.4)
     elif defect == "tombstone":
         lifted = int(rng.integers(2))
         solder[lifted] = 0.35
@@ -81,7 +81,7 @@ def render_part_scene(canvas: Canvas, nominal: Frame, part: PartType, finish, de
 def _draw_tombstone(canvas: Canvas, f: Frame, part: PartType, lifted: int, severity: float,
                     shadow_dir: tuple[float, float]) -> None:
     """One end of a chip stands up: seen from above the body is foreshortened toward the other pad."""
-    theta = math.radians(12 + 70 * severity)
+    theta = math.radians(45 + 40 * severity)
     length, width = part.body
     thickness = 16.0
     side = -1.0 if lifted == 1 else 1.0  # the end that stays down sits at x = side * length/2
@@ -101,53 +101,53 @@ def _draw_tombstone(canvas: Canvas, f: Frame, part: PartType, lifted: int, sever
 
 def _draw_bridge(canvas: Canvas, f: Frame, part: PartType, severity: float, rng: np.random.Generator) -> None:
     """Solder joining two pads of a multi-lead part, or splashing from a chip pad toward its neighbour."""
-    width = 1.8 + 7.0 * severity
+    width = 3.0 + 7.0 * severity
     if not part.two_terminal and len(part.pads) >= 3:
         pairs = [(a, b) for i, a in enumerate(part.pads) for b in part.pads[i + 1:]
                  if a.ly == b.ly and abs(a.lx - b.lx) < 40]
         a, b = pairs[int(rng.integers(len(pairs)))]
         offset = rng.uniform(-0.3, 0.3) * a.h
-        f.line(canvas, a.lx, a.ly + offset, b.lx, b.ly + offset, width, palette.SOLDER, alpha=0.75 + 0.25 * severity)
+        f.line(canvas, a.lx, a.ly + offset, b.lx, b.ly + offset, width, palette.SOLDER, alpha=0.9 + 0.1 * severity)
         return
     pad = part.pads[int(rng.integers(len(part.pads)))]
     direction = rng.choice([-1.0, 1.0])
-    end = pad.ly + direction * (pad.h / 2 + 8 + 20 * severity)
-    f.line(canvas, pad.lx, pad.ly, pad.lx, end, width, palette.SOLDER, alpha=0.75 + 0.25 * severity)
+    end = pad.ly + direction * (pad.h / 2 + 12 + 20 * severity)
+    f.line(canvas, pad.lx, pad.ly, pad.lx, end, width, palette.SOLDER, alpha=0.9 + 0.1 * severity)
     f.ellipse(canvas, pad.lx, end, width * 0.8, width * 0.8, palette.SOLDER, radial_shade=0.3)
 
 
-def _random_spot(f: Frame, rng: np.random.Generator) -> tuple[float, float]:
+def _random_spot(rng: np.random.Generator) -> tuple[float, float]:
     """A point within the inspected window (layout units around the part centre)."""
-    return float(rng.uniform(-50, 50)), float(rng.uniform(-50, 50))
+    return float(rng.uniform(-40, 40)), float(rng.uniform(-40, 40))
 
 
 def _draw_scratch(canvas: Canvas, f: Frame, severity: float, rng: np.random.Generator) -> None:
     """A scratch through the solder mask: a thin bright line, copper showing through when deep."""
-    x, y = _random_spot(f, rng)
+    x, y = _random_spot(rng)
     angle = rng.uniform(0, math.pi)
-    half = 10 + 35 * severity
+    half = 20 + 35 * severity
     colour = palette.BARE_COPPER if rng.random() < 0.5 else (0.75, 0.80, 0.74)
     f.line(canvas, x - half * math.cos(angle), y - half * math.sin(angle),
            x + half * math.cos(angle), y + half * math.sin(angle),
-           0.8 + 1.2 * severity, colour, alpha=0.3 + 0.6 * severity)
+           1.5 + 2.0 * severity, colour, alpha=0.6 + 0.4 * severity)
 
 
 def _draw_contamination(canvas: Canvas, f: Frame, severity: float, rng: np.random.Generator) -> None:
     """Flux residue (translucent amber stain) or debris (a dark particle or fibre)."""
-    x, y = _random_spot(f, rng)
+    x, y = _random_spot(rng)
     if rng.random() < 0.5:
-        r = 5 + 12 * severity
+        r = 12 + 14 * severity
         f.ellipse(canvas, x, y, r, r * rng.uniform(0.5, 1.0), palette.FLUX_RESIDUE,
-                  alpha=0.2 + 0.45 * severity, radial_shade=0.3, soft=2.0)
+                  alpha=0.6 + 0.35 * severity, radial_shade=0.3, soft=2.0)
         return
     if rng.random() < 0.5:
-        f.ellipse(canvas, x, y, 1.5 + 3.5 * severity, 1.2 + 2.5 * severity, palette.DEBRIS, alpha=0.6 + 0.4 * severity)
+        f.ellipse(canvas, x, y, 5 + 5 * severity, 4 + 4 * severity, palette.DEBRIS, alpha=0.85 + 0.15 * severity)
         return
     angle = rng.uniform(0, math.pi)  # a fibre: a few joined strokes with a gentle bend
     for _ in range(3):
-        step = 6 + 8 * severity
+        step = 10 + 10 * severity
         nx, ny = x + step * math.cos(angle), y + step * math.sin(angle)
-        f.line(canvas, x, y, nx, ny, 1.0 + 0.6 * severity, palette.DEBRIS, alpha=0.45 + 0.45 * severity)
+        f.line(canvas, x, y, nx, ny, 1.6 + 1.0 * severity, palette.DEBRIS, alpha=0.7 + 0.3 * severity)
         x, y, angle = nx, ny, angle + rng.normal(0, 0.4)
 
 

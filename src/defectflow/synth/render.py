@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -14,7 +13,7 @@ from defectflow.synth.defects import draw_dust, render_part_scene
 from defectflow.synth.frame import Frame
 from defectflow.synth.plan import ImageSpec
 
-LAYOUT_UNITS = 160  # the output frame spans this many layout units at zoom 1
+LAYOUT_UNITS = 128  # the output frame spans this many layout units at zoom 1: a close-up
 
 _CAMERAS_BY_ID = {c.camera_id: c for c in (*CAMERAS, DRIFT_CAMERA)}
 
@@ -34,10 +33,11 @@ def render_image(spec: ImageSpec, seed: int, image_size: int) -> np.ndarray:
     tint = rng.normal(1.0, 0.06, 3)  # mask batches differ slightly in shade
     mask_rgb = tuple(float(c * t) for c, t in zip(palette.SOLDER_MASK[spec.mask], tint, strict=True))
     finish = palette.PAD_FINISH[spec.finish]
-    # the part sits near the middle of the fixture window; the camera pose moves and turns the view
-    centre_x = image_size / 2 + (shot.offset[0] + rng.normal(0, 2)) * unit
-    centre_y = image_size / 2 + (shot.offset[1] + rng.normal(0, 2)) * unit
-    nominal = Frame(centre_x, centre_y, float(rng.integers(4)) * math.pi / 2 + shot.rotation, unit)
+    # AOI windows are cut around each part's CAD position and orientation, so the part sits
+    # near the middle, upright; the camera pose moves and turns the view a little
+    centre_x = image_size / 2 + (shot.offset[0] + rng.normal(0, 1)) * unit
+    centre_y = image_size / 2 + (shot.offset[1] + rng.normal(0, 1)) * unit
+    nominal = Frame(centre_x, centre_y, shot.rotation, unit)
 
     canvas = render_board(rng, image_size, nominal, part, mask_rgb, finish, camera.shadow)
     render_part_scene(canvas, nominal, part, finish, spec.defect or None, spec.severity, rng, camera.shadow)

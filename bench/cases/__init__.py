@@ -1,0 +1,1 @@
+"""Benchmark cases; each `run(ctx)` returns a list of `bench.timing.Result` rows."""

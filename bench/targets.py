@@ -1,0 +1,47 @@
+"""The issue's targets, checked against this run's measurements (reported, never faked)."""
+
+from __future__ import annotations
+
+from bench.timing import Result
+
+E2E_SHARE_OF_MODEL = 0.80  # end to end at ≥ 80% of the model alone (same precision)
+E2E_VS_NAIVE = 4.0  # and ≥ 4× the naive baseline
+GPU_RESNET50_IMAGES_PER_S = 5000.0  # one H100, ResNet-50 from JPEG files
+INCREMENTAL_OVERHEAD = 3.0  # a new image may cost at most this many times a bulk one
+MEMORY_GROWTH = 1.2  # 10× the images, at most 1.2× the peak RSS
+
+
+def _target(text: str, measured: str, met: bool) -> dict:
+    return {"target": text, "measured": measured, "met": bool(met)}
+
+
+def evaluate(rows: list[Result], cfg: dict) -> list[dict]:
+    out = []
+    default_variant = cfg["e2e_variants"][0]["label"]
+    for backbone in cfg["backbones"]:
+        e2e = next((r for r in rows if r.case == "a" and r.params.get("backbone") == backbone
+                    and r.params.get("label") == default_variant), None)
+        if e2e is None:
+            continue
+        share = e2e.params.get("share_of_model_alone")
+        if share is not None:
+            out.append(_target(f"{backbone} end to end ({default_variant}) ≥ {E2E_SHARE_OF_MODEL:.0%} of model alone",
+                               f"{share:.0%}", share >= E2E_SHARE_OF_MODEL))
+        out.append(_target(f"{backbone} end to end ({default_variant}) ≥ {E2E_VS_NAIVE:.0f}× naive",
+                           f"{e2e.ratio:.2f}×", e2e.ratio >= E2E_VS_NAIVE))
+        if cfg["device"].startswith("cuda") and backbone == "resnet50":
+            best = max((r for r in rows if r.case == "a" and r.params.get("backbone") == backbone
+                        and r.params.get("format") == "jpeg"), key=lambda r: r.median)
+            out.append(_target(f"resnet50 end to end from JPEG ≥ {GPU_RESNET50_IMAGES_PER_S:,.0f} images/s",
+                               f"{best.median:,.0f} images/s ({best.name})", best.median >= GPU_RESNET50_IMAGES_PER_S))
+    incr = [r for r in rows if r.case == "c" and r.name.startswith("second run")]
+    if incr:
+        r = incr[0]
+        share = r.params["new"] / r.params["n"]
+        out.append(_target(f"second run ≤ {INCREMENTAL_OVERHEAD:.0f}× (new/N) of the first run",
+                           f"{r.ratio:.2%} for new/N = {share:.1%}", r.ratio <= INCREMENTAL_OVERHEAD * share))
+    mem = [r for r in rows if r.case == "memory"]
+    if len(mem) >= 2:
+        out.append(_target(f"peak RSS with {mem[-1].params['images'] // mem[0].params['images']}× the images "
+                           f"≤ {MEMORY_GROWTH}× the smaller run", f"{mem[-1].ratio:.2f}×", mem[-1].ratio <= MEMORY_GROWTH))
+    return out

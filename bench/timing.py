@@ -1,0 +1,66 @@
+"""Repeated timing: each case runs a warm-up, then `repeats` timed runs; the median is reported."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Result:
+    """One benchmark row: what was measured, each run's value and their median."""
+
+    case: str  # a | b | c | d | e | memory | profile
+    name: str
+    unit: str
+    runs: list[float]
+    params: dict = field(default_factory=dict)
+    baseline: str | None = None  # name of the row this one is compared with
+    ratio: float | None = None  # median / baseline median (higher is better for throughputs)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "median": self.median}
+
+
+def rate_runs(work: Callable[[], int], repeats: int, warmup: bool = True,
+              sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Items per second of `work` (which returns how many items it processed), per run.
+
+    `sync` waits for asynchronous devices (torch.cuda.synchronize) so a run's clock stops
+    when its work is really done.
+    """
+    if warmup:
+        work()
+        sync()
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        items = work()
+        sync()
+        rates.append(items / (time.perf_counter() - started))
+    return rates
+
+
+def seconds_runs(work: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall-clock seconds of `work`, per run (no warm-up: the caller decides what is cold)."""
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        sync()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def compare(rows: list[Result], baseline: Result) -> None:
+    """Fill `ratio` of each row against `baseline`, both measured in this run."""
+    for row in rows:
+        row.baseline = baseline.name
+        row.ratio = row.median / baseline.median

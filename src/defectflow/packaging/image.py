@@ -1,0 +1,301 @@
+"""Build, smoke-test and push the scoring-service image with the Docker SDK.
+
+`ship_model_image` is the one entry point (the CLI's `build-image` and the training flow's
+container task call it): export the model to an edge bundle (or take one), gather a wheelhouse
+on the host, build infra/docker/Dockerfile with no network needed inside the build, start the
+container, probe /readyz and score one image, push to the registry, pull the image back by
+digest, and record the digest on the MLflow model version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from defectflow.edge.manifest import EdgeManifest
+from defectflow.errors import DefectflowError
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.images import Image as DockerImage
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = REPO_ROOT / "infra" / "docker" / "Dockerfile"
+SERVING_REQUIREMENTS = REPO_ROOT / "requirements" / "serving.in"
+CONSTRAINTS = REPO_ROOT / "requirements" / "constraints.txt"
+DEFAULT_CACHE = REPO_ROOT / ".cache"
+BASE_FROM_DEBOOTSTRAP = "debootstrap"
+CONTAINER_PORT_ENV = "DEFECTFLOW_PORT"
+SMOKE_TIMEOUT_S = 90
+DIGEST_TAG = "container_image"
+
+
+class ImageBuildError(DefectflowError):
+    """The image could not be built, failed its smoke test, or could not be pushed."""
+
+
+@dataclass(frozen=True)
+class ShippedImage:
+    reference: str  # registry/repository:tag
+    image_id: str
+    size_bytes: int
+    model_name: str
+    model_version: str
+    digest: str | None = None  # sha256:… of the pushed manifest
+    pushed_reference: str | None = None  # registry/repository@digest
+    smoke: dict[str, Any] | None = None
+    seconds: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ship_model_image(*, repository: str, model_uri: str | None = None, bundle_dir: Path | None = None,
+                     tag: str | None = None, registry: str | None = None, push: bool = False,
+                     docker_url: str | None = None, base_image: str = BASE_FROM_DEBOOTSTRAP,
+                     cache_dir: Path = DEFAULT_CACHE, tracking_uri: str | None = None,
+                     smoke_test: bool = True) -> ShippedImage:
+    """Build (and smoke-test, and optionally push) the service image for one model version.
+
+    Give `model_uri` (models:/…; exported on the fly, and the pushed digest is recorded on that
+    model version) or an already exported `bundle_dir`. The tag defaults to `v<model version>`.
+    """
+    import docker
+
+    if (model_uri is None) == (bundle_dir is None):
+        raise ImageBuildError("give exactly one of model_uri (models:/…) or bundle_dir (an exported bundle)")
+    if push and not registry:
+        raise ImageBuildError("--push needs --registry HOST:PORT (for example myregistry.azurecr.io)")
+    timings: dict[str, float] = {}
+    client = docker.DockerClient(base_url=docker_url, version="auto", timeout=900) if docker_url else docker.from_env(
+        version="auto", timeout=900)
+    with tempfile.TemporaryDirectory(prefix="defectflow-image-") as tmp:
+        context = Path(tmp)
+        started = time.perf_counter()
+        bundle = _bundle(model_uri, bundle_dir, context / "bundle", tracking_uri)
+        manifest = EdgeManifest.read(bundle)
+        timings["export"] = time.perf_counter() - started
+        started = time.perf_counter()
+        _wheelhouse(context / "wheelhouse", cache_dir / "wheelhouse")
+        base = _base_image(client, base_image, cache_dir)
+        timings["prepare"] = time.perf_counter() - started
+        name = f"{registry}/{repository}" if registry else repository
+        reference = f"{name}:{tag or 'v' + manifest.model_version}"
+        started = time.perf_counter()
+        image = build_image(client, context, reference, base, manifest)
+        timings["build"] = time.perf_counter() - started
+    result = ShippedImage(reference=reference, image_id=image.id, size_bytes=int(image.attrs["Size"]),
+                          model_name=manifest.model_name, model_version=manifest.model_version)
+    if smoke_test:
+        started = time.perf_counter()
+        result = _replace(result, smoke=smoke_test_image(client, reference))
+        timings["smoke_test"] = time.perf_counter() - started
+    if push:
+        started = time.perf_counter()
+        digest = push_image(client, reference)
+        pushed = f"{name}@{digest}"
+        verify_pull_by_digest(client, pushed, image.id)
+        timings["push_and_pull"] = time.perf_counter() - started
+        result = _replace(result, digest=digest, pushed_reference=pushed)
+        if model_uri is not None:
+            record_digest(manifest.model_name, manifest.model_version, pushed, tracking_uri)
+    client.close()
+    return _replace(result, seconds={k: round(v, 2) for k, v in timings.items()})
+
+
+def _replace(result: ShippedImage, **changes: Any) -> ShippedImage:
+    return ShippedImage(**{**result.to_dict(), **changes})
+
+
+def _bundle(model_uri: str | None, bundle_dir: Path | None, target: Path, tracking_uri: str | None) -> Path:
+    if bundle_dir is not None:
+        EdgeManifest.read(bundle_dir).verify(bundle_dir)
+        shutil.copytree(bundle_dir, target)
+        return target
+    from defectflow.edge.export import export_bundle
+
+    export_bundle(model_uri, target, tracking_uri=tracking_uri)
+    return target
+
+
+def _wheelhouse(target: Path, cache_root: Path) -> None:
+    """Wheels of the service's runtime deps (cached, keyed by the pinned requirements) + defectflow itself."""
+    key = hashlib.sha256(SERVING_REQUIREMENTS.read_bytes() + CONSTRAINTS.read_bytes()
+                         + sys.version.encode()).hexdigest()[:16]
+    cached = cache_root / key
+    if not cached.exists():
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(cache_root)))
+        _pip("download", "--only-binary=:all:", "-d", str(staging), "-c", str(CONSTRAINTS),
+             "-r", str(SERVING_REQUIREMENTS))
+        staging.rename(cached)
+    shutil.copytree(cached, target)
+    with tempfile.TemporaryDirectory(prefix="defectflow-src-") as src:
+        # Build from a copy: an in-tree build would leave build/ and egg-info in the checkout.
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(REPO_ROOT / name, Path(src) / name)
+        shutil.copytree(REPO_ROOT / "src", Path(src) / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(target), src)
+    shutil.copy(SERVING_REQUIREMENTS, target / "requirements.txt")
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pip(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(f"pip {args[0]} failed while preparing the wheelhouse:\n{done.stderr[-2000:]}")
+
+
+def _base_image(client: docker.DockerClient, base_image: str, cache_dir: Path) -> str:
+    if base_image != BASE_FROM_DEBOOTSTRAP:
+        return base_image
+    from defectflow.packaging.base_image import ensure_base_image
+
+    return ensure_base_image(client, cache_dir / "docker-base")
+
+
+def build_image(client: docker.DockerClient, context: Path, reference: str, base_image: str,
+                manifest: EdgeManifest) -> DockerImage:
+    """docker build of infra/docker/Dockerfile in `context` (host network: nothing is fetched anyway)."""
+    import docker.errors
+
+    shutil.copy(DOCKERFILE, context / "Dockerfile")
+    log.info("building %s from %s", reference, base_image)
+    try:
+        image, _ = client.images.build(
+            path=str(context), tag=reference, rm=True, forcerm=True, network_mode="host", pull=False,
+            buildargs={"BASE_IMAGE": base_image, "MODEL_NAME": manifest.model_name,
+                       "MODEL_VERSION": manifest.model_version, "ONNX_SHA256": manifest.onnx_sha256},
+        )
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)[-3000:]
+        raise ImageBuildError(f"docker build of {reference} failed: {exc.msg}\n{tail}") from None
+    image.reload()
+    return image
+
+
+def smoke_test_image(client: docker.DockerClient, reference: str, timeout_s: float = SMOKE_TIMEOUT_S) -> dict[str, Any]:
+    """Run the image on a free loopback port, wait for /readyz and HEALTHCHECK, score one image."""
+    import httpx
+
+    port = _free_port()
+    api_key = secrets.token_urlsafe(16)
+    container = client.containers.run(
+        reference, detach=True, network_mode="host",
+        environment={"DEFECTFLOW_HOST": "127.0.0.1", CONTAINER_PORT_ENV: str(port), "DEFECTFLOW_API_KEY": api_key},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started = time.perf_counter()
+        ready = _wait(lambda: _readiness(f"{base}/readyz"), timeout_s)
+        if not ready:
+            raise ImageBuildError(f"{reference} did not become ready in {timeout_s:.0f}s; container log:\n"
+                                  f"{_logs(container)}")
+        ready_s = time.perf_counter() - started
+        resp = httpx.post(f"{base}/v1/predict", headers={"X-API-Key": api_key},
+                          files={"file": ("smoke.png", _sample_png(), "image/png")}, timeout=30)
+        if resp.status_code != 200:
+            raise ImageBuildError(f"{reference}: POST /v1/predict answered {resp.status_code}: {resp.text[:500]}")
+        prediction = resp.json()
+        healthy = _wait(lambda: _health(container) == "healthy", timeout_s)
+        if not healthy:
+            raise ImageBuildError(f"{reference}: HEALTHCHECK never reported healthy ({_health(container)})")
+        user = container.attrs["Config"].get("User") or "root"
+        return {"ready_s": round(ready_s, 2), "prediction": prediction, "health": "healthy", "user": user}
+    finally:
+        container.remove(force=True)
+
+
+def _readiness(url: str) -> bool:
+    """True when ready; raises at once when the service reports that the model failed to load."""
+    import httpx
+
+    resp = httpx.get(url, timeout=2)
+    if resp.status_code == 503 and resp.json().get("status") == "failed":
+        raise ImageBuildError(f"the container could not load its model: {resp.json().get('detail')}")
+    return resp.status_code == 200
+
+
+def _health(container: Any) -> str:
+    container.reload()
+    return container.attrs["State"].get("Health", {}).get("Status", "none")
+
+
+def _logs(container: Any) -> str:
+    return container.logs(tail=60).decode(errors="replace")
+
+
+def _wait(check: Any, timeout_s: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except httpx.TransportError:  # connection refused while the server starts
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sample_png() -> bytes:
+    """A small synthetic image: the smoke test checks the service scores, not what it says."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, 96 * 96 * 3, dtype=np.float64).reshape(96, 96, 3).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def push_image(client: docker.DockerClient, reference: str) -> str:
+    """Push and return the manifest digest the registry reports."""
+    repository, _, tag = reference.rpartition(":")
+    digest = None
+    for line in client.images.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in line:
+            raise ImageBuildError(f"push of {reference} failed: {line.get('error')}")
+        digest = line.get("aux", {}).get("Digest", digest)
+    if not digest:
+        raise ImageBuildError(f"push of {reference} finished without a digest from the registry")
+    return digest
+
+
+def verify_pull_by_digest(client: docker.DockerClient, pushed: str, image_id: str) -> None:
+    """Pull `repo@sha256:…` and check it is the image that was built (same image id)."""
+    pulled = client.images.pull(pushed)
+    if pulled.id != image_id:
+        raise ImageBuildError(f"pulled {pushed} as {pulled.id}, but the built image is {image_id}")
+
+
+def record_digest(model_name: str, model_version: str, pushed: str, tracking_uri: str | None) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_model_version_tag(
+        model_name, model_version, DIGEST_TAG, pushed)

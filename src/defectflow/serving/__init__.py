@@ -1,0 +1,1 @@
+"""The scoring service: FastAPI over the edge bundle (`defectflow serve`, `python -m defectflow.serving`)."""
