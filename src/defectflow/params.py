@@ -114,7 +114,7 @@ class AlertsParams:
 
     min_auc: float = 0.90
     min_count: int = 30           # labelled images since training needed before AUC is judged
-    webhook_block: str = "defectflow-alerts"
+    notification_block: str = "custom-webhook/defectflow-alerts"  # <block type slug>/<block name>
     event: str = "defectflow.monitoring.auc-below-threshold"
     retrain_deployment: str | None = "defectflow-training/nightly-retrain"
     experiment: str = "defectflow-monitoring"

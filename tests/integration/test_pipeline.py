@@ -81,7 +81,7 @@ def test_registered_model_scores_images_in_a_fresh_process(trained_pipeline, tmp
     # The pyfunc must agree with the trained booster on the stored features of the same images.
     import lightgbm as lgb
 
-    from defectflow.features.weights import sha256_file
+    from defectflow.hashing import sha256_file
 
     features = pd.read_parquet(trained_pipeline.workdir / "features.parquet").set_index("sha256")
     spec = json.loads((trained_pipeline.workdir / "model" / "spec.json").read_text())

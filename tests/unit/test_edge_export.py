@@ -13,7 +13,7 @@ import pytest
 
 from defectflow.edge.manifest import MANIFEST_NAME, ONNX_NAME, BundleError, EdgeManifest
 from defectflow.edge.runtime import EdgeModel
-from defectflow.features.weights import sha256_file
+from defectflow.hashing import sha256_file
 
 # Fail probabilities of the ONNX graph and the pyfunc agree to this (absolute) tolerance:
 # same preprocessing code, float32 conv kernels of two runtimes, float32 tree sums in ONNX.

@@ -19,7 +19,7 @@ SMALL = dict(weights="none", image_size=64, batch_size=16, num_workers=0, device
 
 def _manifest(data_dir, workdir: Workdir) -> pd.DataFrame:
     """A manifest like validate writes, built from the synthetic dataset's labels.csv."""
-    from defectflow.features.weights import sha256_file
+    from defectflow.hashing import sha256_file
 
     labels = pd.read_csv(data_dir / "labels.csv")
     manifest = pd.DataFrame({"path": labels["image"], "status": "ok",

@@ -138,8 +138,8 @@ def run_automations_apply(args: argparse.Namespace) -> int:
                               "(for example http://127.0.0.1:4200/api) so the automation outlives this command")
     alerts = load_params(args).section("alerts", AlertsParams)
     if args.webhook_url:
-        save_webhook_block(alerts.webhook_block, args.webhook_url)
+        save_webhook_block(alerts.notification_block, args.webhook_url)
     automation_id, how = apply_automation(load_definition(args.file or DEFAULT_DEFINITION, alerts))
-    emit(args, {"automation_id": automation_id, "result": how, "webhook_block": alerts.webhook_block},
-         f"automation {how}: {automation_id} (alerts go to notification block {alerts.webhook_block!r})")
+    emit(args, {"automation_id": automation_id, "result": how, "notification_block": alerts.notification_block},
+         f"automation {how}: {automation_id} (alerts go to notification block {alerts.notification_block!r})")
     return 0

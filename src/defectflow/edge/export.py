@@ -29,7 +29,7 @@ from defectflow.edge.manifest import (
     DECISION_OUTPUT, INPUT_NAME, MANIFEST_NAME, ONNX_NAME, PROBABILITY_OUTPUT, BundleError, EdgeManifest,
 )
 from defectflow.errors import ConfigError, DefectflowError
-from defectflow.features.weights import sha256_file
+from defectflow.hashing import sha256_file
 
 if TYPE_CHECKING:
     import onnx

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from defectflow.features.weights import sha256_file
+from defectflow.hashing import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"

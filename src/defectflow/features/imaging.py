@@ -14,21 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from defectflow.validation.convert import to_rgb  # what validation accepts is what the model sees
+
 ImageSource = str | os.PathLike[str] | bytes
-_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any supported mode to 8-bit RGB; 16-bit greyscale is rescaled, not clipped."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in _SIXTEEN_BIT_MODES:
-        arr = np.asarray(img, dtype=np.float32)
-        arr = np.clip(arr / 257.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
-    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
-        return img.convert("RGBA").convert("RGB")
-    return img.convert("RGB")
 
 
 def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:

@@ -7,7 +7,6 @@ otherwise fails with instructions instead of a network stack trace.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from defectflow.errors import WeightsNotFoundError
+from defectflow.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,6 @@ class ResolvedWeights:
     path: Path | None
     weights_id: str  # enters the feature cache key: different weights → different features
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _hub_checkpoint_dir() -> Path:

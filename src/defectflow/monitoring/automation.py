@@ -38,18 +38,22 @@ def load_definition(path: Path, alerts: AlertsParams) -> dict[str, Any]:
     return yaml.safe_load(PARAM_PLACEHOLDER.sub(substitute, path.read_text()))
 
 
-def save_webhook_block(block_name: str, url: str) -> None:
-    """Create or overwrite the CustomWebhookNotificationBlock that alerts are sent through.
+def save_webhook_block(block_ref: str, url: str) -> None:
+    """Create or overwrite the CustomWebhookNotificationBlock `custom-webhook/<name>` alerts go through.
 
-    The JSON body carries subject and body; swap this block for a Slack/Teams/email block of
-    the same name to change where alerts go, nothing else changes.
+    The JSON body carries subject and body. To alert through Slack, Teams or email instead, save
+    that block type and point alerts.notification_block at it; nothing else changes.
     """
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
+    slug, _, name = block_ref.rpartition("/")
+    if slug != "custom-webhook":
+        raise ConfigError(f"--webhook-url creates a custom-webhook block, but alerts.notification_block is {block_ref!r}; "
+                          "create that block in the Prefect UI or CLI instead")
     CustomWebhookNotificationBlock(
-        name=block_name, url=url, method="POST",
+        name=name, url=url, method="POST",
         json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "defectflow"},
-    ).save(block_name, overwrite=True)
+    ).save(name, overwrite=True)
 
 
 def _resolve_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,7 +68,7 @@ def _resolve_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "block_document_name" in action:
             name = action.pop("block_document_name")
             try:
-                action["block_document_id"] = Block.load(name)._block_document_id
+                action["block_document_id"] = Block.load(name)._block_document_id  # name is "<type slug>/<name>"
             except ValueError:
                 raise DefectflowError(
                     f"notification block {name!r} does not exist on the Prefect server; create it with "

@@ -14,7 +14,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from defectflow.features.weights import sha256_file
+from defectflow.hashing import sha256_file
 
 
 def data_folder_digest(data_dir: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from defectflow.features.weights import sha256_file
+from defectflow.hashing import sha256_file
 from defectflow.workdir import Workdir
 
 

@@ -23,7 +23,8 @@ from defectflow.params import AzureParams, ValidateParams
 from defectflow.scoring.inputs import InputImage, ScoringInput, open_input
 from defectflow.scoring.model import Scorer, load_scorer
 from defectflow.scoring.results import DECISIONS, insert_scores, open_results, redact, scored_hashes, utcnow
-from defectflow.validation.scan import check_image, sha256_file
+from defectflow.hashing import sha256_file
+from defectflow.validation.scan import check_image
 
 log = logging.getLogger(__name__)
 

@@ -7,17 +7,15 @@ for quarantined rows. Files are only ever opened for reading.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from defectflow.hashing import sha256_file
 from defectflow.params import ValidateParams
 from defectflow.validation.convert import SUPPORTED_FORMATS, UnconvertibleModeError, to_rgb
 from defectflow.validation.reasons import Reason
-
-HASH_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -31,14 +29,6 @@ class ImageFacts:
     reason: Reason | None = None
     detail: str | None = None
 
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file read in chunks (memory stays flat for any file size)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_image(path: Path, params: ValidateParams) -> ImageFacts:

@@ -1,0 +1,78 @@
+"""The Dask scale-out's pure parts: executor choice, shard planning, orphan clean-up and the
+early-stopping replay (the clusters themselves are exercised in tests/integration/test_dask_*)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from defectflow import atomic
+from defectflow.distributed.executor import is_distributed
+from defectflow.distributed.featurize_dask import plan_shards, remove_orphan_temp_files
+from defectflow.distributed.train_dask import early_stopping_iteration
+from defectflow.errors import ConfigError
+from defectflow.params import ExecutorParams, Params
+from defectflow.training.booster import fit_booster
+
+
+def test_params_yaml_executor_defaults_to_local():
+    executor = Params.load("params.yaml").section("executor", ExecutorParams)
+    assert executor.kind == "local" and not is_distributed(executor) and not is_distributed(None)
+
+
+@pytest.mark.parametrize(("executor", "message"), [
+    (ExecutorParams(kind="spark"), "executor.kind='spark'"),
+    (ExecutorParams(kind="address"), "needs executor.address"),
+    (ExecutorParams(kind="local_cluster", n_workers=0), "n_workers"),
+    (ExecutorParams(kind="local_cluster", shard_size=0), "shard_size"),
+])
+def test_bad_executor_is_named(executor, message, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    with pytest.raises(ConfigError, match=message):
+        is_distributed(executor)
+
+
+def test_scheduler_address_may_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://scheduler:8786")
+    assert is_distributed(ExecutorParams(kind="address"))
+
+
+def test_shards_depend_on_content_not_on_row_order():
+    shas = [f"{i:064x}" for i in (5, 3, 9, 1, 7)]
+    paths = [f"img{i}.png" for i in range(5)]
+    shards = plan_shards(shas, paths, 2)
+    assert [len(s) for s, _ in shards] == [2, 2, 1]
+    assert [s for shard, _ in shards for s in shard] == sorted(shas)
+    assert all(dict(zip(shas, paths))[s] == p for shard, ps in shards for s, p in zip(shard, ps))
+    assert plan_shards(shas[::-1], paths[::-1], 2) == shards
+
+
+def test_orphan_temp_files_of_killed_writers_are_removed_and_nothing_else(tmp_path):
+    vector = tmp_path / "ab" / "ab12.npy"
+    atomic.write_bytes(vector, b"finished")
+    orphan_writer = atomic.atomic_path(tmp_path / "cd" / "cd34.npy")  # a writer that never got to rename
+    orphan = orphan_writer.__enter__()
+    old = time.time() - 60
+    os.utime(orphan, (old, old))
+    live_writer = atomic.atomic_path(tmp_path / "ef" / "ef56.npy")
+    live = live_writer.__enter__()
+
+    assert remove_orphan_temp_files(tmp_path) == 1
+    assert not orphan.exists() and live.exists() and vector.read_bytes() == b"finished"
+    live_writer.__exit__(None, None, None)
+    assert (tmp_path / "ef" / "ef56.npy").exists()
+
+
+def test_early_stopping_replay_keeps_the_round_lightgbm_keeps():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 12)).astype(np.float32)
+    y = (X[:, 0] + 0.8 * rng.normal(size=400) > 0).astype(np.int8)
+    lgbm = {"n_estimators": 300, "learning_rate": 0.2, "num_leaves": 15, "min_child_samples": 5, "n_jobs": 1}
+    fit, val = slice(0, 300), slice(300, 400)
+    stopped = fit_booster(X[fit], y[fit], lgbm, 7, X_val=X[val], y_val=y[val], early_stopping_rounds=20)
+    grown = fit_booster(X[fit], y[fit], lgbm, 7)
+    assert stopped.best_iteration < grown.current_iteration()  # it really stopped early
+    assert early_stopping_iteration(grown, X[val], y[val], 20) == stopped.best_iteration
