@@ -43,7 +43,7 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 class BlobAccessError(DefectflowError):
     """The container cannot be listed (credentials, permissions, name, network)."""
 
-    exit_code = 8
+    exit_code = 12
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ STATE_DIRNAME = ".defectflow"
 class IngestStateError(DefectflowError):
     """The state file is unreadable or another ingest holds the destination."""
 
-    exit_code = 6
+    exit_code = 10  # 1-9 are taken by defectflow.errors
 
 
 def state_dir(dest: Path) -> Path:

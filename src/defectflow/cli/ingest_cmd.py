@@ -15,7 +15,7 @@ from defectflow.params import AzureParams, Params
 class IngestIncompleteError(DefectflowError):
     """Some blobs were rejected or could not be ingested; everything else was."""
 
-    exit_code = 7
+    exit_code = 11
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

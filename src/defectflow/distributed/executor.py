@@ -50,21 +50,22 @@ def scheduler_address(executor: ExecutorParams) -> str | None:
 def dask_client(executor: ExecutorParams) -> Iterator[Client]:
     """A connected client for a distributed executor; a LocalCluster lives only inside the block.
 
-    Called from a task that already runs on a Dask worker of the same scheduler (a Prefect flow
-    on `DaskTaskRunner`), it uses `worker_client()`, which secedes the calling thread so the
-    stage's own tasks can use that worker instead of deadlocking behind it.
+    Called from a task that already runs on a Dask worker (a Prefect flow on `DaskTaskRunner`)
+    of the cluster the executor names, it uses `worker_client()`: no nested cluster, and the
+    calling thread secedes so the stage's own tasks can use that worker instead of queueing
+    behind it.
     """
     from distributed import Client, LocalCluster, worker_client
 
     check(executor)
     if executor.kind == "local":
         raise ConfigError("executor.kind=local runs in-process; there is no Dask client to open")
+    if _running_on_a_worker_of(executor):
+        with worker_client() as client:
+            yield client
+        return
     if executor.kind == "address":
         address = scheduler_address(executor)
-        if _running_on_worker_of(address):
-            with worker_client() as client:
-                yield client
-            return
         try:
             client = Client(address, timeout="30s")
         except OSError as exc:
@@ -78,14 +79,16 @@ def dask_client(executor: ExecutorParams) -> Iterator[Client]:
         yield client
 
 
-def _running_on_worker_of(address: str | None) -> bool:
+def _running_on_a_worker_of(executor: ExecutorParams) -> bool:
+    """On a worker of the named scheduler, or (local_cluster) of any cluster: a worker process
+    cannot start a cluster of its own, and its own cluster is the one the flow chose."""
     from distributed import get_worker
 
     try:
         worker = get_worker()
     except ValueError:
         return False
-    return worker.scheduler.address == address
+    return executor.kind == "local_cluster" or worker.scheduler.address == scheduler_address(executor)
 
 
 def worker_addresses(client: Client) -> list[str]:

@@ -84,11 +84,9 @@ def featurize_shard(store_root: str, shas: list[str], paths: list[str], params: 
     from defectflow.features.store import FeatureStore
 
     store = FeatureStore(store_root, backbone_spec(params.backbone, params.weights, params.image_size, seed))
-    todo = [(s, p) for s, p in zip(shas, paths, strict=True) if not store.has(s)]
     extractor = _worker_extractor(params, seed)
-    for start, feats in extractor.batches([p for _, p in todo]):
-        store.put_many([s for s, _ in todo[start : start + len(feats)]], feats)
-    return {"n_images": len(shas), "n_computed": len(todo), "device": extractor.device_name}
+    computed = store.fill(shas, paths, extractor)  # a retried shard computes only what is still missing
+    return {"n_images": len(shas), "n_computed": len(computed), "device": extractor.device_name}
 
 
 def _worker_extractor(params: FeaturizeParams, seed: int) -> FeatureExtractor:

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The drift scenario end to end: a champion trained before a camera replacement loses AUC on
+# images labelled after it (monitoring alerts), a model retrained on the new camera's images
+# wins the champion/challenger comparison, and monitoring on later images shows the recovery.
+#
+#   scripts/drift-demo.sh [OUT_DIR]      (make drift-demo)
+#
+# With PREFECT_API_URL set (and `defectflow automations apply` done) the monitoring steps emit
+# Prefect events and the alert Automation sends its notification; without it, the verdict is
+# printed and `defectflow monitor` exits 8 on an alert. MLflow: a SQLite store in OUT_DIR
+# unless MLFLOW_TRACKING_URI is set.
+set -euo pipefail
+OUT=${1:-work/drift-demo}
+DF=${DEFECTFLOW:-.venv/bin/defectflow}
+DRIFT_FROM=2026-09-29
+export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$(realpath -m "$OUT")/mlflow.db}
+COMMON=(--set register.model_name=defectflow-drift-demo)
+mkdir -p "$OUT"
+
+step() { printf '\n=== %s\n' "$*"; }
+monitor() {  # the alert is the point of the demo: exit 8 is an outcome here, not an error
+  local code=0
+  "$DF" monitor --data "$1" --workdir "$2" "${COMMON[@]}" || code=$?
+  [[ $code == 0 || $code == 8 ]] || exit "$code"
+}
+
+step "1. four weeks of images from the original cameras → train and promote the champion"
+"$DF" synth --out "$OUT/before" --n 500 --seed 7 --set synth.days=28
+"$DF" pipeline --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
+"$DF" promote --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
+
+step "2. the camera is replaced on $DRIFT_FROM; three weeks of new labelled images"
+"$DF" synth --out "$OUT/after" --n 400 --seed 8 --drift-from "$DRIFT_FROM" --drift-kind camera \
+  --set synth.start="$DRIFT_FROM" --set synth.days=21
+
+step "3. monitoring the champion on them: expect the AUC to drop below alerts.min_auc (alert)"
+monitor "$OUT/after" "$OUT/train-before"
+
+step "4. retraining on the new camera's images; promotion compares both models on the newest window"
+"$DF" pipeline --data "$OUT/after" --workdir "$OUT/train-after" "${COMMON[@]}"
+"$DF" promote --data "$OUT/after" --workdir "$OUT/train-after" "${COMMON[@]}"
+
+step "5. a later week of labels: the new champion has recovered"
+"$DF" synth --out "$OUT/later" --n 150 --seed 9 --drift-from "$DRIFT_FROM" --drift-kind camera \
+  --set synth.start=2026-10-21 --set synth.days=6
+monitor "$OUT/later" "$OUT/train-after"
+
+step "promotion history"
+"$DF" promote --history --workdir "$OUT/train-after" "${COMMON[@]}"
