@@ -27,10 +27,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
-from defectflow.errors import GateFailedError, PromotionRefusedError
+from defectflow.errors import DefectflowError, GateFailedError, PromotionRefusedError
 from defectflow.orchestration.cache_keys import data_folder_digest, file_digest, stage_key
-from defectflow.params import (EvaluateParams, FeaturizeParams, GateParams, Params, PromoteParams, RegisterParams,
-                               TrainParams, ValidateParams)
+from defectflow.params import (AzureParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params,
+                               PromoteParams, RegisterParams, TrainParams, ValidateParams)
 from defectflow.workdir import Workdir
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30])
@@ -77,9 +77,16 @@ def _fresh(*outputs: Path) -> bool:
 
 @task(name="ingest", **IO_RETRIES)
 def ingest_task(params: Params, data_dir: Path) -> Path:
-    from defectflow.azure.ingest import ingest  # written with the Azure integration
+    """Copy new images and labels from Azure Blob into the data folder (idempotent; Blob is the source of truth)."""
+    from defectflow.azure.ingest import ingest_from_blob
 
-    return Path(ingest(params, data_dir))
+    azure = params.section("azure", AzureParams)
+    summary = ingest_from_blob(data_dir, azure.container, azure.prefix, azure, progress=False)
+    if not summary["ok"]:
+        raise DefectflowError(f"ingest from container {azure.container!r} was incomplete (rejected or failed blobs); "
+                              "see the ingest summary in the task log, fix them and re-run: completed downloads are kept")
+    get_run_logger().info("ingest: %s new, %s adopted into %s", summary["downloaded"], summary["adopted"], data_dir)
+    return data_dir
 
 
 @task(name="validate", cache_key_fn=_key(_validate_key), persist_result=True, **IO_RETRIES)
@@ -95,7 +102,8 @@ def validate_task(data_dir: Path, workdir: Workdir, params: Params) -> dict:
 def featurize_task(data_dir: Path, workdir: Workdir, params: Params) -> dict:
     from defectflow.features.stage import featurize
 
-    summary = featurize(data_dir, workdir, params.section("featurize", FeaturizeParams), params.seed, progress=False)
+    summary = featurize(data_dir, workdir, params.section("featurize", FeaturizeParams), params.seed, progress=False,
+                        executor=params.section("executor", ExecutorParams))
     get_run_logger().info("featurize: %d images, %d computed, %d from cache (%s img/s on %s)", summary["n_images"],
                           summary["n_computed"], summary["n_cached"], summary["images_per_s"], summary["device"])
     return summary
@@ -105,7 +113,8 @@ def featurize_task(data_dir: Path, workdir: Workdir, params: Params) -> dict:
 def train_task(workdir: Workdir, params: Params) -> dict:
     from defectflow.training.stage import train
 
-    summary = train(workdir, params.section("train", TrainParams), params.seed)
+    summary = train(workdir, params.section("train", TrainParams), params.seed,
+                    executor=params.section("executor", ExecutorParams))
     get_run_logger().info("train: %d labelled images, %d folds, final model %d rounds", summary["n_labelled"],
                           len(summary["folds"]), summary["final_rounds"])
     return summary
@@ -154,20 +163,27 @@ def promote_task(data_dir: Path, workdir: Workdir, params: Params, registration:
 
 
 @task(name="container")
-def container_task(registration: dict, params: Params) -> dict | None:
-    """Build and push the serving image, when packaging exists and a Docker engine is configured."""
+def container_task(registration: dict, tracking_uri: str) -> dict | None:
+    """Build, smoke-test and push the serving image when a Docker engine is configured ($DOCKER_HOST).
+
+    The image registry comes from $DEFECTFLOW_IMAGE_REGISTRY (site configuration, like the
+    engine); without it the image is built and smoke-tested but not pushed.
+    """
     logger = get_run_logger()
     if importlib.util.find_spec("defectflow.packaging.image") is None:
         logger.info("container: skipped (defectflow.packaging.image is not part of this installation)")
         return None
     if not os.environ.get("DOCKER_HOST"):
-        logger.info("container: skipped (no Docker engine configured: set DOCKER_HOST to build and push)")
+        logger.info("container: skipped (no Docker engine configured: set DOCKER_HOST to build and push the image)")
         return None
-    from defectflow.packaging.image import build_and_push
+    from defectflow.packaging.image import ship_model_image
 
-    result = build_and_push(registration["model_uri"], params)
-    logger.info("container: pushed %s", result)
-    return result
+    registry = os.environ.get("DEFECTFLOW_IMAGE_REGISTRY")
+    shipped = ship_model_image(repository=registration["model_name"], model_uri=registration["model_uri"],
+                               registry=registry, push=bool(registry), tracking_uri=tracking_uri)
+    logger.info("container: %s%s", shipped.reference,
+                f" pushed as {shipped.pushed_reference}" if shipped.pushed_reference else " (not pushed: no registry)")
+    return shipped.to_dict()
 
 
 @flow(name="defectflow-training", log_prints=True)
@@ -211,7 +227,7 @@ def training_flow(data_dir: str | None = None, workdir: str | None = None, param
 
         raise GateFailedError(gate_message(metrics))
     if promotion and promotion["action"] == "promoted":
-        container_task(registration, params)
+        container_task(registration, uri)
     return {"evaluate": metrics, "register": registration, "promotion": promotion}
 
 

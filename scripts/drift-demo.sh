@@ -12,7 +12,7 @@
 set -euo pipefail
 OUT=${1:-work/drift-demo}
 DF=${DEFECTFLOW:-.venv/bin/defectflow}
-DRIFT_FROM=2026-09-29
+DRIFT_FROM=2026-10-13
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$(realpath -m "$OUT")/mlflow.db}
 COMMON=(--set register.model_name=defectflow-drift-demo)
 mkdir -p "$OUT"
@@ -24,13 +24,13 @@ monitor() {  # the alert is the point of the demo: exit 8 is an outcome here, no
   [[ $code == 0 || $code == 8 ]] || exit "$code"
 }
 
-step "1. four weeks of images from the original cameras → train and promote the champion"
-"$DF" synth --out "$OUT/before" --n 500 --seed 7 --set synth.days=28
+step "1. six weeks of images from the original cameras (the default demo data) → train and promote the champion"
+"$DF" synth --out "$OUT/before" --n 900 --seed 7 --set synth.days=42
 "$DF" pipeline --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
 "$DF" promote --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
 
 step "2. the camera is replaced on $DRIFT_FROM; three weeks of new labelled images"
-"$DF" synth --out "$OUT/after" --n 400 --seed 8 --drift-from "$DRIFT_FROM" --drift-kind camera \
+"$DF" synth --out "$OUT/after" --n 700 --seed 8 --drift-from "$DRIFT_FROM" --drift-kind camera \
   --set synth.start="$DRIFT_FROM" --set synth.days=21
 
 step "3. monitoring the champion on them: expect the AUC to drop below alerts.min_auc (alert)"
@@ -42,7 +42,7 @@ step "4. retraining on the new camera's images; promotion compares both models o
 
 step "5. a later week of labels: the new champion has recovered"
 "$DF" synth --out "$OUT/later" --n 150 --seed 9 --drift-from "$DRIFT_FROM" --drift-kind camera \
-  --set synth.start=2026-10-21 --set synth.days=6
+  --set synth.start=2026-11-04 --set synth.days=6
 monitor "$OUT/later" "$OUT/train-after"
 
 step "promotion history"

@@ -95,12 +95,13 @@ def test_labels_from_blob_metadata_keep_existing_rows(blob_container, camera_upl
     assert summary["labels"]["added"] == N_IMAGES
 
 
-def test_killed_mid_way_then_resumed(blob_container, camera_upload, conn_env, tmp_path):
+def test_killed_mid_way_then_resumed(azurite, blob_container, camera_upload, conn_env, tmp_path):
     upload_folder(blob_container, camera_upload)
     dest = tmp_path / "data"
     args = ["ingest", "--container", blob_container.container_name, "--dest", str(dest), "--max-workers", "1",
             "--no-progress"]
-    proc = subprocess.Popen([str(DEFECTFLOW), *args], env=conn_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(tmp_path / "killed-run.log", "wb")
+    proc = subprocess.Popen([str(DEFECTFLOW), *args], env=conn_env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if sum(1 for _ in dest.rglob("*.png")) >= 40:
@@ -108,6 +109,7 @@ def test_killed_mid_way_then_resumed(blob_container, camera_upload, conn_env, tm
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    log.close()
     assert proc.returncode == -signal.SIGKILL, "the first run finished before it could be killed"
     copied_before_kill = len(sha256_tree(dest))
     assert 0 < copied_before_kill < N_IMAGES
@@ -121,6 +123,7 @@ def test_killed_mid_way_then_resumed(blob_container, camera_upload, conn_env, tm
     assert sha256_tree(dest) == sha256_tree(camera_upload)  # every file complete, none extra
     assert not list(dest.rglob("*.tmp")), "temp files of the killed run must be cleaned up"
     assert label_rows(dest / "labels.csv") == label_rows(camera_upload / "labels.csv")
+    assert_no_secrets([azurite.account_key], paths=[tmp_path], texts=[done.stdout, done.stderr])
 
 
 def test_corrupted_blob_is_reported_not_ingested(blob_container, camera_upload, conn_env, tmp_path):

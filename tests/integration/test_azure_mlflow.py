@@ -73,7 +73,6 @@ def test_registered_defectflow_model_with_artifacts_in_blob_scores_in_a_fresh_pr
     register_out = python(f"""
         import json
         from pathlib import Path
-        from defectflow.params import Params
         from defectflow.registry.register import register_model
         from defectflow.workdir import Workdir
         from tests.fixtures.pipeline import fast_params

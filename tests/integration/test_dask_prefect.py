@@ -1,46 +1,59 @@
 """A Prefect flow on prefect-dask's DaskTaskRunner (params.yaml executor → dask_task_runner): its
-task runs on a Dask worker, and the featurize stage inside it shards across the same cluster."""
+task runs on a Dask worker, and the featurize stage inside it shards across the same cluster
+instead of starting a nested one."""
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
-from prefect import flow, task
 
 from tests.fixtures.dask_cluster import SEED, featurize_params
 
 pytestmark = pytest.mark.integration
 
 
-@task
 def featurize_on_worker(data_dir, workdir, executor) -> dict:
-    from distributed import get_worker
+    import os
+
+    from distributed.worker import Worker
 
     from defectflow.features.stage import featurize
 
     summary = featurize(data_dir, workdir, featurize_params(), SEED, progress=False, executor=executor)
-    return {**summary, "ran_on": get_worker().address}
+    # Prefect runs this outside Dask's task context (get_worker() fails), hence the registry.
+    return {**summary, "ran_on": [w.address for w in Worker._instances], "pid": os.getpid()}
 
 
-@flow
-def featurize_flow(data_dir, workdir, executor) -> dict:
-    return featurize_on_worker(data_dir, workdir, executor)
+def make_flow():
+    """Built after the Prefect server fixture has set PREFECT_API_URL (Prefect reads it on import)."""
+    from prefect import flow, task
+
+    featurize_task = task(featurize_on_worker, name="featurize")
+
+    @flow(name="dask-featurize")
+    def featurize_flow(data_dir, workdir, executor) -> dict:
+        return featurize_task.submit(data_dir, workdir, executor).result()  # submit: calling a task runs it inline
+
+    return featurize_flow
 
 
-def test_flow_on_dask_task_runner_featurizes_on_the_cluster(prefect_server, dask_featurized, dask_cluster, tmp_path):
+def test_flow_on_dask_task_runner_featurizes_on_the_cluster(prefect_server, dask_featurized, tmp_path):
     from defectflow.distributed.prefect_runner import dask_task_runner
+    from defectflow.params import ExecutorParams
 
-    executor, _ = dask_cluster
+    executor = ExecutorParams(kind="local_cluster", n_workers=2, threads_per_worker=1, shard_size=16)
     workdir = dask_featurized.copy_validated(tmp_path / "prefect")
-    runner = dask_task_runner(executor)
-    summary = featurize_flow.with_options(task_runner=runner)(dask_featurized.data_dir, workdir, executor)
+    flow = make_flow().with_options(task_runner=dask_task_runner(executor))
+    summary = flow(dask_featurized.data_dir, workdir, executor)
 
-    assert summary["ran_on"].startswith("tcp://127.0.0.1:")  # the task itself ran on a Dask worker
-    assert summary["device"] == "dask 2 workers: cpu"  # and the stage reused that cluster
-    local = pd.read_parquet(type(workdir)(dask_featurized.workdir).features)
+    assert summary["pid"] != os.getpid() and len(summary["ran_on"]) == 1  # the task ran in a Dask worker process
+    assert summary["device"] == "dask 2 workers: cpu"  # and the stage sharded over that same cluster
+    local = pd.read_parquet(type(workdir)(dask_featurized.workdir).features).set_index("sha256").sort_index()
     assert summary["n_computed"] == len(local)
-    pd.testing.assert_frame_equal(pd.read_parquet(workdir.features).set_index("sha256").sort_index(),
-                                  local.set_index("sha256").sort_index(), check_exact=False, atol=1e-5, rtol=0)
+    remote = pd.read_parquet(workdir.features).set_index("sha256").sort_index()
+    pd.testing.assert_frame_equal(remote, local, check_exact=False, atol=1e-5, rtol=0)
 
 
 def test_local_executor_keeps_the_flow_runner():

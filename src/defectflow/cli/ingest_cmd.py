@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from defectflow.azure.ingest import ingest_from_blob
 
     install_log_redaction()
+    if not getattr(args, "verbose", False):
+        # azure-core logs every HTTP request at INFO: one line per blob drowns the summary.
+        logging.getLogger("azure").setLevel(logging.WARNING)
     params = Params.load(args.params, args.overrides)
     # Command-line values replace the section's directly (not via --set, whose YAML parsing would
     # turn a prefix such as "2026" into a number).

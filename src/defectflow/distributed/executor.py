@@ -16,7 +16,7 @@ from defectflow.errors import ConfigError
 from defectflow.params import ExecutorParams
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Worker
 
 KINDS = ("local", "local_cluster", "address")
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -50,18 +50,21 @@ def scheduler_address(executor: ExecutorParams) -> str | None:
 def dask_client(executor: ExecutorParams) -> Iterator[Client]:
     """A connected client for a distributed executor; a LocalCluster lives only inside the block.
 
-    Called from a task that already runs on a Dask worker (a Prefect flow on `DaskTaskRunner`)
-    of the cluster the executor names, it uses `worker_client()`: no nested cluster, and the
-    calling thread secedes so the stage's own tasks can use that worker instead of queueing
-    behind it.
+    Called on a Dask worker (a Prefect flow on `DaskTaskRunner`) of the cluster the executor
+    names, it connects to that worker's own scheduler instead of nesting a cluster; from a plain
+    Dask task it uses `worker_client()`, whose thread secedes so the stage's tasks can use that
+    worker too. (Prefect runs task code in a thread without Dask's task context, where seceding
+    is impossible: that worker's thread stays busy waiting, so give workers ≥ 2 threads there.)
     """
     from distributed import Client, LocalCluster, worker_client
 
     check(executor)
     if executor.kind == "local":
         raise ConfigError("executor.kind=local runs in-process; there is no Dask client to open")
-    if _running_on_a_worker_of(executor):
-        with worker_client() as client:
+    worker = _worker_of(executor)
+    if worker is not None:
+        in_task = _task_worker() is not None
+        with worker_client() if in_task else Client(worker.scheduler.address, timeout="30s") as client:
             yield client
         return
     if executor.kind == "address":
@@ -76,19 +79,35 @@ def dask_client(executor: ExecutorParams) -> Iterator[Client]:
         return
     with LocalCluster(n_workers=executor.n_workers, threads_per_worker=executor.threads_per_worker,
                       processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        client.wait_for_workers(executor.n_workers)  # shard and rank placement need every worker present
         yield client
 
 
-def _running_on_a_worker_of(executor: ExecutorParams) -> bool:
-    """On a worker of the named scheduler, or (local_cluster) of any cluster: a worker process
-    cannot start a cluster of its own, and its own cluster is the one the flow chose."""
+def _worker_of(executor: ExecutorParams) -> Worker | None:
+    """The Dask worker running this code if it belongs to the executor's cluster (any cluster
+    for local_cluster: a worker process cannot start a cluster of its own, and its own cluster
+    is the one the flow chose), else None."""
+    from distributed.worker import Worker
+
+    worker = _task_worker()
+    if worker is None:
+        # Outside Dask's task context (Prefect's task thread) the worker of this process is still
+        # known to distributed: the registry get_client() itself used before task contexts.
+        worker = next(iter(Worker._instances), None)
+    if worker is None:
+        return None
+    if executor.kind == "local_cluster" or worker.scheduler.address == scheduler_address(executor):
+        return worker
+    return None
+
+
+def _task_worker() -> Worker | None:
     from distributed import get_worker
 
     try:
-        worker = get_worker()
+        return get_worker()
     except ValueError:
-        return False
-    return executor.kind == "local_cluster" or worker.scheduler.address == scheduler_address(executor)
+        return None
 
 
 def worker_addresses(client: Client) -> list[str]:

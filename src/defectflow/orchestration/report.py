@@ -9,9 +9,10 @@ from defectflow.redact import redact_uri
 
 def mlflow_run_link(tracking_uri: str, run_id: str, experiment_id: str | None) -> str:
     """A clickable link for an MLflow server, else how to find the run in a local store."""
-    if tracking_uri.startswith(("http://", "https://")) and experiment_id:
-        return f"[{run_id}]({tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
-    return f"`{run_id}` in `{redact_uri(tracking_uri)}` (open with `mlflow ui --backend-store-uri ...`)"
+    uri = redact_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")) and experiment_id:
+        return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
+    return f"`{run_id}` in `{uri}` (open with `mlflow ui --backend-store-uri {uri}`)"
 
 
 def training_report(metrics: dict[str, Any], registration: dict[str, Any], promotion: dict[str, Any] | None,

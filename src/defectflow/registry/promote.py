@@ -177,6 +177,10 @@ def promote(client: MlflowClient, name: str, version: str, params: PromoteParams
     version = str(mv.version)
     champion_mv = current_champion(client, name)
     previous = champion_mv.version if champion_mv else None
+    if previous == version:
+        # Nothing to decide (e.g. a resumed flow run): recording a refusal would overwrite the
+        # version's "promoted" tags while it is in production.
+        raise PromotionRefusedError(f"{name} v{version} is already the champion; nothing changed")
 
     unfit = _unfit_for_production(client, name, mv)
     if unfit:
@@ -184,7 +188,7 @@ def promote(client: MlflowClient, name: str, version: str, params: PromoteParams
     else:
         note = None
         champion = None
-        if champion_mv is not None and window is not None and champion_mv.version != version:
+        if champion_mv is not None and window is not None:
             window, note = comparison_window(client, champion_mv, window, params.min_window)
             champion = Candidate(champion_mv.version, True, score_champion_on_window(champion_mv.version, name, window))
         elif champion_mv is not None:

@@ -22,6 +22,8 @@ MASK_COLOURS = {"green": 0.8, "blue": 0.2}
 FINISHES = {"hasl": 0.6, "enig": 0.4}
 
 
+MIN_SEVERITY = 0.5
+
 @dataclass(frozen=True)
 class ImageSpec:
     index: int
@@ -101,7 +103,9 @@ def make_plan(n: int, seed: int, *, days: float, start: str, defect_rate: float,
             part = _pick(rng, part_weights)
             is_fail = rng.random() < defect_rate
             defect = choose_defect(rng, PART_BY_NAME[part]) if is_fail else ""
-            severity = float(rng.random()) if is_fail else 0.0
+            # Severities from MIN_SEVERITY up: subtle defects stay common, but not so invisible
+            # that no camera could catch them (which would make the demo unlearnable, not realistic).
+            severity = MIN_SEVERITY + (1 - MIN_SEVERITY) * float(rng.random()) if is_fail else 0.0
             label = "fail" if is_fail else "pass"
             if rng.random() < label_noise:
                 label = "pass" if is_fail else "fail"
