@@ -24,7 +24,7 @@ DEFAULT_PARAMS_FILE = Path("params.yaml")
 class SynthParams:
     """The demo dataset; the field names are the keyword arguments of defectflow.synth.generate."""
 
-    n: int = 900
+    n: int = 1200
     seed: int = 7
     image_size: int = 160
     days: float = 42
@@ -65,7 +65,7 @@ class TrainParams:
     min_train: int = 80
     min_test: int = 30
     val_fraction: float = 0.15
-    early_stopping_rounds: int = 40
+    early_stopping_rounds: int = 100
     lgbm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,7 +84,7 @@ class ExecutorParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    target_fail_recall: float = 0.98
+    target_fail_recall: float = 0.95
 
 
 @dataclass(frozen=True)
