@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DATA ?= data/demo
 WORKDIR ?= work/demo
 
-.PHONY: setup system-deps demo test test-unit test-integration bench clean
+.PHONY: setup system-deps demo flow drift-demo test test-unit test-integration bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,15 @@ system-deps:
 demo: setup
 	$(BIN)/defectflow synth --out $(DATA)
 	$(BIN)/defectflow pipeline --data $(DATA) --workdir $(WORKDIR)
+
+# The training flow once, on Prefect's ephemeral API (docs/operate.md).
+flow: setup
+	test -f $(DATA)/labels.csv || $(BIN)/defectflow synth --out $(DATA)
+	$(BIN)/python flows/training.py --data $(DATA) --workdir $(WORKDIR)
+
+# Lighting change → AUC drop and alert → retrain on old + new images → recovery.
+drift-demo: setup
+	bash scripts/drift-demo.sh work/drift-demo
 
 test: setup system-deps
 	$(BIN)/pytest -m "not integration" tests

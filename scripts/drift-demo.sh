@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The drift scenario end to end: a champion trained before a camera replacement loses AUC on
-# images labelled after it (monitoring alerts), a model retrained on the new camera's images
-# wins the champion/challenger comparison, and monitoring on later images shows the recovery.
+# The drift scenario end to end: a champion trained before a lighting change loses AUC on
+# images labelled after it (monitoring alerts), a model retrained on all images, before and
+# after the change, wins the champion/challenger comparison, and monitoring on later images shows the recovery.
 #
 #   scripts/drift-demo.sh [OUT_DIR]      (make drift-demo)
 #
@@ -12,6 +12,7 @@
 set -euo pipefail
 OUT=${1:-work/drift-demo}
 DF=${DEFECTFLOW:-.venv/bin/defectflow}
+PY=${PYTHON:-.venv/bin/python}
 DRIFT_FROM=2026-10-13
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$(realpath -m "$OUT")/mlflow.db}
 COMMON=(--set register.model_name=defectflow-drift-demo)
@@ -24,24 +25,43 @@ monitor() {  # the alert is the point of the demo: exit 8 is an outcome here, no
   [[ $code == 0 || $code == 8 ]] || exit "$code"
 }
 
+combine() {  # combine OUT PART... : one data folder (and labels.csv) holding every part
+  "$PY" - "$@" <<'PY'
+import shutil, sys
+from pathlib import Path
+
+import pandas as pd
+
+out, *parts = map(Path, sys.argv[1:])
+frames = []
+for part in parts:
+    shutil.copytree(part, out / part.name, dirs_exist_ok=True)
+    labels = pd.read_csv(part / "labels.csv", dtype=str, keep_default_na=False)
+    labels["image"] = part.name + "/" + labels["image"]
+    frames.append(labels)
+pd.concat(frames).to_csv(out / "labels.csv", index=False)
+PY
+}
+
 step "1. six weeks of images from the original cameras (the default demo data) → train and promote the champion"
-"$DF" synth --out "$OUT/before" --n 900 --seed 7 --set synth.days=42
+"$DF" synth --out "$OUT/before" --seed 7 --set synth.days=42
 "$DF" pipeline --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
 "$DF" promote --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
 
-step "2. the camera is replaced on $DRIFT_FROM; three weeks of new labelled images"
-"$DF" synth --out "$OUT/after" --n 700 --seed 8 --drift-from "$DRIFT_FROM" --drift-kind camera \
+step "2. the inspection lamps are changed on $DRIFT_FROM; three weeks of new labelled images"
+"$DF" synth --out "$OUT/after" --n 700 --seed 8 --drift-from "$DRIFT_FROM" --drift-kind lighting \
   --set synth.start="$DRIFT_FROM" --set synth.days=21
 
 step "3. monitoring the champion on them: expect the AUC to drop below alerts.min_auc (alert)"
 monitor "$OUT/after" "$OUT/train-before"
 
-step "4. retraining on the new camera's images; promotion compares both models on the newest window"
-"$DF" pipeline --data "$OUT/after" --workdir "$OUT/train-after" "${COMMON[@]}"
-"$DF" promote --data "$OUT/after" --workdir "$OUT/train-after" "${COMMON[@]}"
+step "4. retraining on all labelled images, before and after the change; promotion compares both models on the newest window"
+rm -rf "$OUT/all" && combine "$OUT/all" "$OUT/before" "$OUT/after"
+"$DF" pipeline --data "$OUT/all" --workdir "$OUT/train-after" "${COMMON[@]}"
+"$DF" promote --data "$OUT/all" --workdir "$OUT/train-after" "${COMMON[@]}"
 
 step "5. a later week of labels: the new champion has recovered"
-"$DF" synth --out "$OUT/later" --n 150 --seed 9 --drift-from "$DRIFT_FROM" --drift-kind camera \
+"$DF" synth --out "$OUT/later" --n 150 --seed 9 --drift-from "$DRIFT_FROM" --drift-kind lighting \
   --set synth.start=2026-11-04 --set synth.days=6
 monitor "$OUT/later" "$OUT/train-after"
 

@@ -55,22 +55,19 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
 
     started = time.perf_counter()
     device = "n/a (all cached)"
+    sources = [str(Path(data_dir).resolve() / path_of[s]) for s in todo]
     if todo and is_distributed(executor):
         from defectflow.distributed.featurize_dask import featurize_on_dask
 
-        sources = [str(Path(data_dir).resolve() / path_of[s]) for s in todo]
         device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
     elif todo:
         model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
         extractor = FeatureExtractor(model, spec, params.device, params.batch_size, params.num_workers)
         device = extractor.device_name
-        sources = [str(Path(data_dir) / path_of[s]) for s in todo]
         log.info("featurizing %d new images with %s on %s (%d cached)", len(todo), spec.featurizer_id, device,
                  len(images) - len(todo))
         with tqdm(total=len(todo), unit="img", desc=f"featurize {spec.name}", disable=not progress) as bar:
-            for start, feats in extractor.batches(sources):
-                store.put_many(todo[start : start + len(feats)], feats)
-                bar.update(len(feats))
+            store.fill(todo, sources, extractor, on_batch=bar.update)
     seconds = time.perf_counter() - started
 
     matrix = store.get_many(list(images["sha256"]))

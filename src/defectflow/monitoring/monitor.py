@@ -81,7 +81,7 @@ def monitor_champion(data_dir: Path, workdir: Workdir, params: Params, tracking_
     champion = current_champion(client, name)
     if champion is None:
         raise DefectflowError(f"model {name!r} has no champion to monitor; promote one with `defectflow promote`")
-    since = training_cutoff(client, champion)
+    since = training_cutoff(champion)
 
     validate(Path(data_dir), workdir, params.section("validate", ValidateParams))
     rows = labelled_since(read_manifest(workdir.manifest), since)

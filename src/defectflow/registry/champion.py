@@ -12,9 +12,8 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-# Where the end of a version's training data may be recorded (version tag, run tag or param),
-# most specific first; `trained_until` is what the train stage writes into spec.json.
-TRAIN_END_KEYS = ("trained_until", "train_data_end", "data.captured_at_max")
+# Version tag set by register: the capture time of the newest image the model was trained on.
+TRAINED_UNTIL_TAG = "trained_until"
 
 
 def current_champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -29,45 +28,16 @@ def current_champion(client: MlflowClient, name: str) -> ModelVersion | None:
         raise
 
 
-def training_cutoff(client: MlflowClient, mv: ModelVersion) -> dt.datetime:
-    """When the version's training data ends; its registration time when nothing more exact was recorded.
+def training_cutoff(mv: ModelVersion) -> dt.datetime:
+    """When the version's training data ends (its `trained_until` tag, set by register); its
+    registration time for versions registered without one.
 
-    Looked up in the version's tags, its run's tags and params, then the `spec.json` bundled in
-    the model (written by the train stage). Images captured after this instant cannot have been
-    trained on, so they judge the model fairly.
+    Images captured after this instant cannot have been trained on, so they judge the model fairly.
     """
     import pandas as pd
 
-    def as_utc(value: str) -> dt.datetime:
+    value = (mv.tags or {}).get(TRAINED_UNTIL_TAG)
+    if value:
         ts = pd.Timestamp(value)
         return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
-
-    sources = [mv.tags or {}]
-    if mv.run_id:
-        run = client.get_run(mv.run_id)
-        sources += [run.data.tags, run.data.params]
-    for source in sources:
-        for key in TRAIN_END_KEYS:
-            if source.get(key):
-                return as_utc(source[key])
-    spec = bundled_spec(client, mv)
-    if spec.get("trained_until"):
-        return as_utc(spec["trained_until"])
     return dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.timezone.utc)
-
-
-def bundled_spec(client: MlflowClient, mv: ModelVersion) -> dict:
-    """The model's bundled spec.json (empty when the version has none)."""
-    import json
-    import tempfile
-
-    import mlflow
-
-    uri = client.get_model_version_download_uri(mv.name, mv.version).rstrip("/") + "/artifacts/spec.json"
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
-        except Exception:  # no bundled spec: the caller falls back to the registration time
-            return {}
-        with open(path) as fh:
-            return json.load(fh)

@@ -79,7 +79,7 @@ def comparison_window(client: MlflowClient, champion_mv: ModelVersion, window: N
     window, which flatters the champion. With too few unseen images the whole window is used
     (a comparison biased toward keeping the champion, i.e. conservative) and a note says so.
     """
-    cutoff = training_cutoff(client, champion_mv)
+    cutoff = training_cutoff(champion_mv)
     unseen = window.after(cutoff)
     if len(unseen.labels) >= min_window and len(set(unseen.labels)) == 2:
         return unseen, None

@@ -93,8 +93,10 @@ def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
                 )
             version_id = str(info.registered_model_version)
             client = MlflowClient()
+            trained_until = json.loads((workdir.model_dir / "spec.json").read_text())["trained_until"]
             for key, value in {"gate_passed": "true", "mean_auc": f"{metrics['mean_auc']:.6f}",
-                               "threshold": f"{metrics['threshold']:.6f}", "run_id": run.info.run_id}.items():
+                               "threshold": f"{metrics['threshold']:.6f}", "run_id": run.info.run_id,
+                               "trained_until": trained_until}.items():
                 client.set_model_version_tag(reg.model_name, version_id, key, value)
             client.set_registered_model_alias(reg.model_name, CHALLENGER, version_id)
             result.update(version=version_id, model_uri=f"models:/{reg.model_name}/{version_id}")
