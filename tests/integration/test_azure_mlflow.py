@@ -53,7 +53,7 @@ def mlflow_on_blob(azurite, postgres_url, tmp_path):
 
 
 def credential_free_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "MLFLOW_TRACKING"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "MLFLOW_"))}
     return {**env, **extra}
 
 

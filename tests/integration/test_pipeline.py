@@ -20,7 +20,7 @@ CLI = str(Path(sys.executable).with_name("defectflow"))
 
 
 def run_cli(*args: str, tracking_uri: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=600)

@@ -19,6 +19,7 @@ def use_experiment(params: RegisterParams, workdir: Workdir) -> str:
 
     uri = tracking_uri(params, workdir)
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # register where we track, whatever an earlier call in this process set
     if mlflow.get_experiment_by_name(params.experiment) is None:
         local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
         location = workdir.mlflow_artifacts.resolve().as_uri() if local else None

@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 from rich.progress import track
 
 from defectflow import atomic
@@ -48,7 +49,8 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
     `fit` grows each booster: `fit_booster` here, or its Dask twin (distributed.train_dask).
     """
     oof_parts, records = [], []
-    for fold in track(folds, description="time-split CV"):
+    # Progress on stderr: stdout carries the --json summary.
+    for fold in track(folds, description="time-split CV", console=Console(stderr=True)):
         tr_meta = meta.iloc[fold.train_idx]
         fit_pos, val_pos = inner_validation_split(tr_meta["captured_at"], tr_meta["board_id"], params.val_fraction)
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
