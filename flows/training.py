@@ -148,7 +148,7 @@ def promote_task(data_dir: Path, workdir: Workdir, params: Params, registration:
     from defectflow.registry.promote import newest_window, promote
 
     logger = get_run_logger()
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         decision = promote(client, registration["model_name"], registration["version"],
                            params.section("promote", PromoteParams), decided_by, newest_window(data_dir, workdir))
@@ -234,7 +234,7 @@ def training_flow(data_dir: str | None = None, workdir: str | None = None, param
 def _experiment_id(uri: str, params: Params) -> str | None:
     from mlflow import MlflowClient
 
-    exp = MlflowClient(uri).get_experiment_by_name(params.section("register", RegisterParams).experiment)
+    exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(params.section("register", RegisterParams).experiment)
     return exp.experiment_id if exp else None
 
 

@@ -38,6 +38,7 @@ for part in parts:
     shutil.copytree(part, out / part.name, dirs_exist_ok=True)
     labels = pd.read_csv(part / "labels.csv", dtype=str, keep_default_na=False)
     labels["image"] = part.name + "/" + labels["image"]
+    labels["board_id"] = part.name + "/" + labels["board_id"]  # each synth run numbers its boards from 1
     frames.append(labels)
 pd.concat(frames).to_csv(out / "labels.csv", index=False)
 PY

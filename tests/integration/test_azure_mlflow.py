@@ -103,7 +103,7 @@ def test_registered_defectflow_model_with_artifacts_in_blob_scores_in_a_fresh_pr
     assert [r["decision"] for r in from_blob] == list(local["decision"])
     assert [r["fail_probability"] for r in from_blob] == pytest.approx(list(local["fail_probability"]), abs=1e-6)
 
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
     run = client.get_run(registered["run_id"])
     version = client.get_model_version(MODEL_NAME, registered["version"])
     stored = json.dumps([run.data.params, run.data.tags, dict(version.tags), version.source, run.info.artifact_uri])

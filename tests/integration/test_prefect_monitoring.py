@@ -62,7 +62,7 @@ def champion(trained_pipeline, mlflow_tracking, tmp_path) -> str:
     work = tmp_path / "champion_work"
     shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
     version = register_model(trained_pipeline.data_dir, Workdir(work), fast_params(f"register.model_name={NAME}"))["version"]
-    promote(MlflowClient(mlflow_tracking), NAME, version, PromoteParams(), "test")
+    promote(MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking), NAME, version, PromoteParams(), "test")
     return version
 
 
@@ -111,8 +111,8 @@ def test_scheduled_monitoring_run_alerts_through_webhook_and_starts_retraining(
         print(f"\nscheduled monitoring run: due {run.expected_start_time:%H:%M:%S}, started {lateness:.1f} s late, "
               f"completed {total:.1f} s after it was due (run time {run.total_run_time.total_seconds():.1f} s)")
 
-        monitoring = MlflowClient(mlflow_tracking).search_runs(
-            [MlflowClient(mlflow_tracking).get_experiment_by_name("defectflow-monitoring").experiment_id],
+        monitoring = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking).search_runs(
+            [MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking).get_experiment_by_name("defectflow-monitoring").experiment_id],
             order_by=["start_time DESC"], max_results=1)[0]
         auc = monitoring.data.metrics["auc"]
         assert monitoring.data.tags["verdict"] == "below_threshold" and auc < 0.90

@@ -53,7 +53,7 @@ def test_training_flow_registers_promotes_reports_and_resumes(prefect_server, ml
     assert first.is_completed(), first.message
     result = first.result()
     assert result["register"]["version"] == "1" and result["promotion"]["action"] == "promoted"
-    client = MlflowClient(mlflow_tracking)
+    client = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
     assert client.get_model_version(NAME, "1").tags["promotion.decided_by"].startswith("prefect:flow-run/")
 

@@ -36,7 +36,7 @@ def test_promotion_refusal_history_and_rollback(trained_pipeline, mlflow_trackin
     from defectflow.registry.promote import history
     from defectflow.training.stage import train
 
-    client = MlflowClient(mlflow_tracking)
+    client = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
     data = trained_pipeline.data_dir
     work = tmp_path / "work"
     shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
@@ -94,7 +94,7 @@ def test_version_without_passed_gate_is_never_promoted(trained_pipeline, mlflow_
 
     from defectflow.registry.champion import current_champion
 
-    client = MlflowClient(mlflow_tracking)
+    client = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
     name = "promote-ungated"
     work = tmp_path / "work"
     shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))

@@ -24,7 +24,7 @@ def test_register_on_postgres_server_and_load_by_alias(trained_pipeline, mlflow_
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_tracking)
+    client = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
     version = client.get_model_version_by_alias("pg-roundtrip", "challenger")
     assert version.version == "1" and version.tags["gate_passed"] == "true"
     run = client.get_run(result["run_id"])

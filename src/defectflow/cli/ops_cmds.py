@@ -65,7 +65,7 @@ def registry_client(params: Params, workdir: Workdir):
     uri = tracking_uri(params.section("register", RegisterParams), workdir)
     tracking_reachable(uri)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri), uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
 
 
 def run_promote(args: argparse.Namespace) -> int:

@@ -77,7 +77,7 @@ def monitor_champion(data_dir: Path, workdir: Workdir, params: Params, tracking_
     alerts = params.section("alerts", AlertsParams)
     name = params.section("register", RegisterParams).model_name
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     champion = current_champion(client, name)
     if champion is None:
         raise DefectflowError(f"model {name!r} has no champion to monitor; promote one with `defectflow promote`")
