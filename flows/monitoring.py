@@ -14,7 +14,6 @@ if __name__ == "__main__":
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -67,13 +66,6 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
 
 
 if __name__ == "__main__":
-    import argparse
+    from defectflow.orchestration.script import run_as_script
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data")
-    parser.add_argument("--workdir")
-    parser.add_argument("--params")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    state = monitoring_flow(args.data, args.workdir, args.params, args.overrides, return_state=True)
-    sys.exit(0 if state.is_completed() else 1)
+    run_as_script(monitoring_flow, __doc__)

@@ -19,8 +19,6 @@ if __name__ == "__main__":
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import importlib.util
-import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -170,9 +168,6 @@ def container_task(registration: dict, tracking_uri: str) -> dict | None:
     engine); without it the image is built and smoke-tested but not pushed.
     """
     logger = get_run_logger()
-    if importlib.util.find_spec("defectflow.packaging.image") is None:
-        logger.info("container: skipped (defectflow.packaging.image is not part of this installation)")
-        return None
     if not os.environ.get("DOCKER_HOST"):
         logger.info("container: skipped (no Docker engine configured: set DOCKER_HOST to build and push the image)")
         return None
@@ -239,13 +234,6 @@ def _experiment_id(uri: str, params: Params) -> str | None:
 
 
 if __name__ == "__main__":
-    import argparse
+    from defectflow.orchestration.script import run_as_script
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data")
-    parser.add_argument("--workdir")
-    parser.add_argument("--params")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    state = training_flow(args.data, args.workdir, args.params, args.overrides, return_state=True)
-    sys.exit(0 if state.is_completed() else 1)
+    run_as_script(training_flow, __doc__)
