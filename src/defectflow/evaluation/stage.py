@@ -30,8 +30,8 @@ def evaluate(workdir: Workdir, params: EvaluateParams, gate: GateParams) -> dict
     ]
     y, p = oof["y"].to_numpy(), oof["p_fail"].to_numpy()
     op = operating_point(y, p, params.target_fail_recall)
-    verdict = judge([f["auc"] for f in folds], gate)
     aucs = [f["auc"] for f in folds]
+    verdict = judge(aucs, gate)
     metrics = {
         "folds": folds,
         "mean_auc": round(sum(aucs) / len(aucs), 6),

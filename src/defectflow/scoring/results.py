@@ -112,8 +112,6 @@ def redact(engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-
-
 def scored_hashes(session: Session, model_name: str, model_version: str, hashes: Iterable[str]) -> set[str]:
     """The subset of `hashes` that already has a score for this model version."""
     wanted = list(dict.fromkeys(hashes))
