@@ -27,7 +27,7 @@ from prefect.context import TaskRunContext
 
 from defectflow.errors import DefectflowError, GateFailedError, PromotionRefusedError
 from defectflow.orchestration.cache_keys import data_folder_digest, file_digest, stage_key
-from defectflow.params import (AzureParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params,
+from defectflow.params import (AnomalyParams, AzureParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params,
                                PromoteParams, RegisterParams, TrainParams, ValidateParams)
 from defectflow.workdir import Workdir
 
@@ -48,12 +48,14 @@ def _validate_key(data_dir: Path, workdir: Workdir, params: Params) -> str:
 
 def _featurize_key(data_dir: Path, workdir: Workdir, params: Params) -> str:
     return stage_key("featurize", file_digest(workdir.manifest), str(workdir.root.resolve()),
-                     params.section("featurize", FeaturizeParams), params.seed)
+                     params.section("featurize", FeaturizeParams), params.section("anomaly", AnomalyParams),
+                     params.seed)
 
 
 def _train_key(workdir: Workdir, params: Params) -> str:
     return stage_key("train", file_digest(workdir.manifest), file_digest(workdir.features),
-                     str(workdir.root.resolve()), params.section("train", TrainParams), params.seed)
+                     str(workdir.root.resolve()), params.section("train", TrainParams),
+                     params.section("anomaly", AnomalyParams), params.seed)
 
 
 def _evaluate_key(workdir: Workdir, params: Params) -> str:
@@ -101,7 +103,8 @@ def featurize_task(data_dir: Path, workdir: Workdir, params: Params) -> dict:
     from defectflow.features.stage import featurize
 
     summary = featurize(data_dir, workdir, params.section("featurize", FeaturizeParams), params.seed, progress=False,
-                        executor=params.section("executor", ExecutorParams))
+                        executor=params.section("executor", ExecutorParams),
+                        anomaly=params.section("anomaly", AnomalyParams))
     get_run_logger().info("featurize: %d images, %d computed, %d from cache (%s img/s on %s)", summary["n_images"],
                           summary["n_computed"], summary["n_cached"], summary["images_per_s"], summary["device"])
     return summary
@@ -112,7 +115,8 @@ def train_task(workdir: Workdir, params: Params) -> dict:
     from defectflow.training.stage import train
 
     summary = train(workdir, params.section("train", TrainParams), params.seed,
-                    executor=params.section("executor", ExecutorParams))
+                    executor=params.section("executor", ExecutorParams),
+                    anomaly=params.section("anomaly", AnomalyParams))
     get_run_logger().info("train: %d labelled images, %d folds, final model %d rounds", summary["n_labelled"],
                           len(summary["folds"]), summary["final_rounds"])
     return summary

@@ -59,6 +59,20 @@ class FeaturizeParams:
 
 
 @dataclass(frozen=True)
+class AnomalyParams:
+    """The anomaly head on the featurizer's backbone pass (docs/anomaly.md)."""
+
+    enabled: bool = True
+    layer: str = "auto"             # backbone module giving the patch map; auto: features.10 / layer3 (stride 16)
+    method: str = "padim"           # padim (Gaussian per location) | patchcore (coreset + nearest neighbour)
+    coreset_size: int = 1000        # PatchCore memory-bank rows kept: caps the model's memory
+    max_candidates: int = 20000     # patches sampled from the good images before thinning: caps fitting memory
+    cross_fit: int = 3              # splits (by board) giving out-of-sample scores to a training window's images
+    as_feature: bool = True         # the anomaly score as one more LightGBM feature
+    novelty_quantile: float = 0.99  # score quantile of the training pass images above which an image is `novel`
+
+
+@dataclass(frozen=True)
 class TrainParams:
     n_folds: int = 4
     gap_days: float = 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectflow.errors import GateFailedError
-from defectflow.params import (EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params, TrainParams,
+from defectflow.params import (AnomalyParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params, TrainParams,
                                ValidateParams)
 from defectflow.workdir import Workdir
 
@@ -22,10 +22,11 @@ def run_pipeline(data_dir: Path, workdir: Workdir, params: Params, progress: boo
 
     summary = {"data_dir": str(data_dir), "workdir": str(workdir.root)}
     summary["validate"] = validate(data_dir, workdir, params.section("validate", ValidateParams))
-    executor = params.section("executor", ExecutorParams)
+    executor, anomaly = params.section("executor", ExecutorParams), params.section("anomaly", AnomalyParams)
     summary["featurize"] = featurize(data_dir, workdir, params.section("featurize", FeaturizeParams), params.seed,
-                                     progress=progress, executor=executor)
-    summary["train"] = train(workdir, params.section("train", TrainParams), params.seed, executor=executor)
+                                     progress=progress, executor=executor, anomaly=anomaly)
+    summary["train"] = train(workdir, params.section("train", TrainParams), params.seed, executor=executor,
+                             anomaly=anomaly)
     summary["evaluate"] = evaluate(workdir, params.section("evaluate", EvaluateParams),
                                    params.section("gate", GateParams))
     summary["register"] = register_model(data_dir, workdir, params)

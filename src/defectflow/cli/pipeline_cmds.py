@@ -6,7 +6,7 @@ import argparse
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import DefectflowError, GateFailedError
-from defectflow.params import EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, TrainParams
+from defectflow.params import AnomalyParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, TrainParams
 
 
 def _need_data(data):
@@ -21,7 +21,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     params = load_params(args)
     data, workdir = resolve_dirs(args, params)
     summary = featurize(_need_data(data), workdir, params.section("featurize", FeaturizeParams), params.seed,
-                        executor=params.section("executor", ExecutorParams))
+                        executor=params.section("executor", ExecutorParams),
+                        anomaly=params.section("anomaly", AnomalyParams))
     emit(args, summary, f"featurize: {summary['n_images']} images, {summary['n_computed']} computed "
                         f"({summary['images_per_s']} img/s on {summary['device']}), {summary['n_cached']} cached")
     return 0
@@ -33,7 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = load_params(args)
     _, workdir = resolve_dirs(args, params)
     summary = train(workdir, params.section("train", TrainParams), params.seed,
-                    executor=params.section("executor", ExecutorParams))
+                    executor=params.section("executor", ExecutorParams),
+                    anomaly=params.section("anomaly", AnomalyParams))
     emit(args, summary, f"train: {summary['n_labelled']} labelled images, {len(summary['folds'])} folds, "
                         f"final model {summary['final_rounds']} rounds → {summary['model_dir']}")
     return 0

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from defectflow import atomic
+from defectflow.anomaly.novelty import novelty_report
 from defectflow.errors import DefectflowError
 from defectflow.evaluation import plots
 from defectflow.evaluation.gate import judge
@@ -44,6 +45,8 @@ def evaluate(workdir: Workdir, params: EvaluateParams, gate: GateParams) -> dict
         "n_oof": op.n,
         "gate": verdict.to_dict(),
     }
+    if (novelty := novelty_report(oof, op.threshold)) is not None:
+        metrics["novelty"] = novelty
     atomic.write_json(workdir.cv_metrics, metrics)
     plots.roc_curves(oof, fold_aucs, workdir.plots / "roc.png")
     plots.auc_over_time(folds, gate, workdir.plots / "auc_over_time.png")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from defectflow import atomic
 from defectflow.errors import DefectflowError
 from defectflow.distributed.executor import is_distributed
-from defectflow.params import ExecutorParams, FeaturizeParams
+from defectflow.params import AnomalyParams, ExecutorParams, FeaturizeParams
 from defectflow.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,18 @@ def usable_images(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: int, progress: bool = True,
-              executor: ExecutorParams | None = None) -> dict:
+              executor: ExecutorParams | None = None, anomaly: AnomalyParams | None = None) -> dict:
     """Compute features for images not yet in the store and write `features.parquet`.
 
     The missing vectors are computed in this process, or as shards on Dask when `executor` (the
     params.yaml `executor:` section) is distributed; the rest of the stage is the same.
 
+    With the anomaly head on (`anomaly`), the same backbone pass also stores each image's patch
+    vectors (defectflow.anomaly.featurize).
+
     Returns a summary with how many vectors were computed vs reused and the throughput.
     """
+    from defectflow.anomaly import featurize as anomaly_featurize
     from defectflow.features.backbones import backbone_spec, build_backbone
     from defectflow.features.extract import FeatureExtractor
     from defectflow.features.store import FeatureStore
@@ -51,6 +55,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
     store = FeatureStore(workdir.feature_store, spec)
     todo = store.missing(images["sha256"])
+    patches = anomaly_featurize.patch_store(workdir.feature_store, spec, anomaly)
     path_of = dict(zip(images["sha256"], images["path"], strict=True))
 
     started = time.perf_counter()
@@ -60,14 +65,19 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         from defectflow.distributed.featurize_dask import featurize_on_dask
 
         device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
-    elif todo:
+    local = patches.missing(images["sha256"]) if patches else ([] if is_distributed(executor) else todo)
+    if local:
+        sources = [str(Path(data_dir).resolve() / path_of[s]) for s in local]
         model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
         extractor = FeatureExtractor(model, spec, params.device, params.batch_size, params.num_workers)
         device = extractor.device_name
-        log.info("featurizing %d new images with %s on %s (%d cached)", len(todo), spec.featurizer_id, device,
-                 len(images) - len(todo))
-        with tqdm(total=len(todo), unit="img", desc=f"featurize {spec.name}", disable=not progress) as bar:
-            store.fill(todo, sources, extractor, on_batch=bar.update)
+        log.info("featurizing %d new images with %s on %s (%d cached)", len(local), spec.featurizer_id, device,
+                 len(images) - len(local))
+        with tqdm(total=len(local), unit="img", desc=f"featurize {spec.name}", disable=not progress) as bar:
+            if patches:
+                anomaly_featurize.fill(store, patches, local, sources, extractor, on_batch=bar.update)
+            else:
+                store.fill(local, sources, extractor, on_batch=bar.update)
     seconds = time.perf_counter() - started
 
     matrix = store.get_many(list(images["sha256"]))

@@ -1,5 +1,8 @@
 """Write a synthetic dataset folder: PNG images in day/camera subfolders plus labels.csv.
 
+Beside labels.csv, defects.json records the pixel box of every drawn defect (the ground truth
+anomaly maps are scored against).
+
 Crash safety: the previous labels.csv is removed first and the new one is written last (both
 atomically, like every image), so a folder never has a labels.csv naming missing images.
 A folder is only (re)written when it is empty or was written by this generator (marker
@@ -21,9 +24,10 @@ from PIL import Image
 from defectflow.atomic import write_bytes, write_json, write_text
 from defectflow.errors import ConfigError
 from defectflow.synth.plan import ImageSpec, check_params, make_plan
-from defectflow.synth.render import render_image
+from defectflow.synth.render import render_with_box
 
 LABELS_FILE = "labels.csv"
+DEFECTS_FILE = "defects.json"  # where each defect was drawn: {image: {"defect", "box": [x0, y0, x1, y1]}}
 MARKER_FILE = ".defectflow-synth.json"
 LABEL_COLUMNS = ("image", "label", "captured_at", "board_id", "camera_id", "defect")
 # sensor noise defeats deflate's string matching: run-length strategy at level 1 is both the
@@ -85,11 +89,16 @@ def generate(out_dir: Path, n: int, seed: int, *, image_size: int = 160, days: f
                     unlabelled_share=unlabelled_share, cameras=cameras)
     write_json(out_dir / MARKER_FILE, {"generator": "defectflow synth", "params": settings})
 
+    boxes: dict[str, dict] = {}
     for done, spec in enumerate(specs, start=1):
-        write_bytes(out_dir / spec.image, encode_png(render_image(spec, seed, image_size)))
+        pixels, box = render_with_box(spec, seed, image_size, want_box=True)
+        write_bytes(out_dir / spec.image, encode_png(pixels))
+        if box is not None:
+            boxes[spec.image] = {"defect": spec.defect, "box": box}
         if progress:
             progress(done)
     _remove_stale_images(out_dir, {s.image for s in specs})
+    write_json(out_dir / DEFECTS_FILE, {"image_size": image_size, "boxes": boxes})
     write_text(out_dir / LABELS_FILE, _labels_csv(specs))
 
     return {

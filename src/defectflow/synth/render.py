@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 
 import numpy as np
 
 from defectflow.synth import palette
 from defectflow.synth.board import render_board
 from defectflow.synth.camera import CAMERAS, DRIFT_CAMERA, CameraProfile, expose, lighting_drift, pose
+from defectflow.synth.canvas import Canvas
 from defectflow.synth.components import PART_BY_NAME
 from defectflow.synth.defects import draw_dust, render_part_scene
 from defectflow.synth.frame import Frame
@@ -23,8 +25,21 @@ def camera_for(spec: ImageSpec) -> CameraProfile:
     return lighting_drift(camera) if spec.lighting_drift else camera
 
 
+# a pixel belongs to the defect where the scene with it differs from the same scene without it
+DEFECT_DIFF = 0.06
+
+
 def render_image(spec: ImageSpec, seed: int, image_size: int) -> np.ndarray:
     """The uint8 RGB image (image_size²) for `spec`; a pure function of (spec, seed, image_size)."""
+    return render_with_box(spec, seed, image_size)[0]
+
+
+def render_with_box(spec: ImageSpec, seed: int, image_size: int,
+                    want_box: bool = False) -> tuple[np.ndarray, list[int] | None]:
+    """The image and, when `want_box` and the part has a defect, the defect's pixel box
+    [x0, y0, x1, y1] (x1, y1 exclusive): where the scene differs from the same scene (same random
+    draws) rendered without the defect. A shifted or rotated part covers both where it is and
+    where it should be. The image does not depend on `want_box`."""
     rng = np.random.default_rng([seed, 1, spec.index])
     part = PART_BY_NAME[spec.part]
     camera = camera_for(spec)
@@ -40,6 +55,19 @@ def render_image(spec: ImageSpec, seed: int, image_size: int) -> np.ndarray:
     nominal = Frame(centre_x, centre_y, shot.rotation, unit)
 
     canvas = render_board(rng, image_size, nominal, part, mask_rgb, finish, camera.shadow)
+    box = None
+    if want_box and spec.defect:
+        good = Canvas(canvas.img.copy())
+        render_part_scene(good, nominal, part, finish, None, 0.0, copy.deepcopy(rng), camera.shadow)
     render_part_scene(canvas, nominal, part, finish, spec.defect or None, spec.severity, rng, camera.shadow)
+    if want_box and spec.defect:
+        box = _changed_box(canvas.img, good.img)
     draw_dust(canvas, nominal, rng)
-    return expose(canvas.img, camera, rng)
+    return expose(canvas.img, camera, rng), box
+
+
+def _changed_box(a: np.ndarray, b: np.ndarray) -> list[int] | None:
+    ys, xs = np.nonzero(np.abs(a - b).max(axis=2) > DEFECT_DIFF)
+    if len(xs) == 0:
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]

@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.progress import track
 
 from defectflow import atomic
+from defectflow.anomaly.cv import AnomalyCV
 from defectflow.distributed.train_dask import BoosterFitter, booster_fitter
 from defectflow.errors import DefectflowError
-from defectflow.params import ExecutorParams, TrainParams
+from defectflow.params import AnomalyParams, ExecutorParams, TrainParams
 from defectflow.training.booster import best_rounds, fit_booster
 from defectflow.training.splits import Fold, inner_validation_split, time_split_folds
 from defectflow.workdir import Workdir
@@ -43,10 +44,13 @@ def load_training_table(workdir: Workdir) -> tuple[pd.DataFrame, np.ndarray, np.
 
 
 def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list[Fold],
-                   params: TrainParams, seed: int, fit: BoosterFitter = fit_booster) -> tuple[pd.DataFrame, list[dict]]:
+                   params: TrainParams, seed: int, fit: BoosterFitter = fit_booster,
+                   anomaly: AnomalyCV | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold fail probabilities: each fold's model sees only its own training window.
 
     `fit` grows each booster: `fit_booster` here, or its Dask twin (distributed.train_dask).
+    With `anomaly`, each fold also fits the anomaly head on its window's pass images (its score
+    may be one more feature) and its out-of-fold rows gain `anomaly_score` and `novel`.
     """
     oof_parts, records = [], []
     # Progress on stderr: stdout carries the --json summary.
@@ -54,13 +58,17 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
         tr_meta = meta.iloc[fold.train_idx]
         fit_pos, val_pos = inner_validation_split(tr_meta["captured_at"], tr_meta["board_id"], params.val_fraction)
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
-        booster = fit(X[fit_idx], y[fit_idx], params.lgbm, seed, X_val=X[val_idx], y_val=y[val_idx],
+        head = anomaly.fit(fold.train_idx, y) if anomaly else None
+        Xk, scores = head.features(X, fold.test_idx) if head else (X, None)
+        booster = fit(Xk[fit_idx], y[fit_idx], params.lgbm, seed, X_val=Xk[val_idx], y_val=y[val_idx],
                       early_stopping_rounds=params.early_stopping_rounds)
         rounds = best_rounds(booster)
         part = meta.iloc[fold.test_idx].copy()
         part["y"] = y[fold.test_idx]
         part["fold"] = fold.index
-        part["p_fail"] = booster.predict(X[fold.test_idx], num_iteration=rounds)
+        part["p_fail"] = booster.predict(Xk[fold.test_idx], num_iteration=rounds)
+        if head:
+            head.annotate(part, scores[fold.test_idx])
         oof_parts.append(part)
         records.append({
             "fold": fold.index, "n_train": int(len(fold.train_idx)), "n_fit": int(len(fit_idx)),
@@ -72,18 +80,23 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
     return pd.concat(oof_parts, ignore_index=True), records
 
 
-def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorParams | None = None) -> dict:
+def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorParams | None = None,
+          anomaly: AnomalyParams | None = None) -> dict:
     """Cross-validate, then fit the final model on every labelled image with the median of the
     folds' early-stopping rounds (no data left over to early-stop on). A distributed `executor`
-    grows the trees with lightgbm.dask; folds, rounds and outputs are the same code.
+    grows the trees with lightgbm.dask; folds, rounds and outputs are the same code. With the
+    anomaly head on, the final one is fitted on every labelled pass image (model/anomaly.npz).
     """
     meta, X, y = load_training_table(workdir)
+    anomaly_cv = AnomalyCV.for_table(workdir, meta, anomaly, seed) if anomaly and anomaly.enabled else None
     folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=params.n_folds,
                              gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
     with booster_fitter(executor) as fit:
-        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit)
+        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit, anomaly=anomaly_cv)
         final_rounds = max(10, int(np.median([r["best_iteration"] for r in records])))
-        booster = fit(X, y, params.lgbm, seed, num_boost_round=final_rounds)
+        head = anomaly_cv.fit(np.arange(len(y)), y) if anomaly_cv else None
+        booster = fit(head.features(X, np.arange(0))[0] if head else X, y, params.lgbm, seed,
+                      num_boost_round=final_rounds)
 
     features_spec = json.loads(workdir.features_spec.read_text())["spec"]
     model_spec = {
@@ -96,6 +109,10 @@ def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorPa
         "seed": seed,
     }
     workdir.model_dir.mkdir(parents=True, exist_ok=True)
+    (workdir.model_dir / "anomaly.npz").unlink(missing_ok=True)  # never ship a head this run did not fit
+    if head:
+        model_spec["anomaly"] = head.save(workdir.model_dir / "anomaly.npz", anomaly_cv.store.layer,
+                                          features_spec["image_size"])
     atomic.write_text(workdir.model_dir / "booster.txt", booster.model_to_string())
     atomic.write_json(workdir.model_dir / "spec.json", model_spec)
     with atomic.atomic_path(workdir.oof_predictions, suffix=".parquet") as tmp:

@@ -1,0 +1,86 @@
+"""Patch vectors from an intermediate layer of the backbone, captured during the featurizer's pass.
+
+A forward hook on one mid-level module (stride 16: parts of a component, not whole boards)
+copies its output as the normal forward runs, so the anomaly head costs no second backbone run.
+Each map is smoothed with a 3×3 average (PatchCore's "locally aware" patches: a patch sees its
+neighbours, so a defect a little off a grid cell still lands in one) and flattened to
+(locations, channels) float16.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from defectflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+# The stride-16 block whose output is the patch map, per backbone (`anomaly.layer: auto`);
+# mobilenet_v2's was chosen by bench/anomaly/choice.py (resnet50's follows PatchCore/PaDiM, unmeasured here).
+DEFAULT_LAYERS = {"mobilenet_v2": "features.10", "resnet50": "layer3"}
+
+
+def resolve_layer(backbone: str, layer: str) -> str:
+    """`auto` → the backbone's default mid layer; anything else is taken as a module name."""
+    if layer != "auto":
+        return layer
+    if backbone not in DEFAULT_LAYERS:
+        raise ConfigError(f"no default anomaly layer for backbone {backbone!r}; set anomaly.layer to a module name")
+    return DEFAULT_LAYERS[backbone]
+
+
+def patch_vectors(fmap: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W map → N×(H·W)×C float16 locally averaged patches (row-major locations)."""
+    import torch
+
+    x = torch.nn.functional.avg_pool2d(fmap.float(), kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    return x.flatten(2).transpose(1, 2).to(torch.float16)
+
+
+class PatchTap:
+    """Context manager: while open, every forward of `model` queues that batch's patch vectors.
+
+    `take(n)` returns the next n images' patches in forward order (batches are launched and
+    collected in order, also when one is in flight on a GPU), as a numpy (n, H·W, C) array.
+    """
+
+    def __init__(self, model: torch.nn.Module, layer: str):
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            raise ConfigError(f"anomaly.layer {layer!r} is not a module of the backbone; e.g. "
+                              f"{', '.join(list(DEFAULT_LAYERS.values()))}")
+        self._module = modules[layer]
+        self._queue: deque[torch.Tensor] = deque()
+        self._handle = None
+
+    def _hook(self, _module, _inputs, output: torch.Tensor) -> None:
+        self._queue.append(patch_vectors(output))  # stays on the device until taken: no sync here
+
+    def __enter__(self) -> PatchTap:
+        self._handle = self._module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        self._queue.clear()
+
+    def take(self, n: int) -> np.ndarray:
+        parts, have = [], 0
+        while have < n:
+            if not self._queue:
+                raise RuntimeError(f"patch tap: {n} images asked for, only {have} captured")
+            head = self._queue[0]
+            need = n - have
+            if len(head) <= need:
+                parts.append(self._queue.popleft())
+            else:
+                parts.append(head[:need])
+                self._queue[0] = head[need:]
+            have += len(parts[-1])
+        import torch
+
+        return torch.cat(parts).cpu().numpy()
