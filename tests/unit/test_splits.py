@@ -95,3 +95,43 @@ def test_nothing_from_a_test_window_reaches_its_fold_model():
     a3 = baseline.loc[baseline["fold"] == 3, "p_fail"].to_numpy()
     b3 = scrambled.loc[scrambled["fold"] == 3, "p_fail"].to_numpy()
     assert not np.array_equal(a3, b3)
+
+
+def test_the_anomaly_head_sees_only_its_folds_pass_images(tmp_path):
+    """The same scramble with the anomaly head on: fold k's anomaly scores, novelty threshold and
+    predictions do not change when every patch map and label from its test window on is replaced."""
+    from defectflow.anomaly.cv import AnomalyCV
+    from defectflow.anomaly.store import PatchStore
+    from defectflow.params import AnomalyParams
+
+    meta, X, y = _frame(n=240)
+    params = TrainParams(n_folds=3, min_train=20, min_test=20, early_stopping_rounds=10,
+                         lgbm={"n_estimators": 40, "num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 5})
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=3)
+    rng = np.random.default_rng(5)
+    patches = rng.normal(size=(len(y), 16, 6)).astype(np.float32)
+    patches[y == 1, 3] += 2.0  # fails have an odd patch: the score carries signal
+    head = AnomalyParams(method="padim", cross_fit=3, as_feature=True, novelty_quantile=0.9)
+
+    def run(name: str, maps: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+        store = PatchStore(tmp_path / name, "f", "layer")
+        store.put_many(list(meta["sha256"]), maps)
+        anomaly = AnomalyCV(store, meta["sha256"].to_numpy(), meta["board_id"].to_numpy(), head, seed=1)
+        return cross_validate(meta, X, labels, folds, params, seed=1, anomaly=anomaly)[0]
+
+    baseline = run("a", patches, y)
+    k = folds[1]
+    future = np.arange(k.test_idx.min(), len(y))
+    maps2, y2 = patches.copy(), y.copy()
+    maps2[future] = rng.normal(3.0, 2.0, size=(len(future), 16, 6))
+    y2[future] = 1 - y2[future]
+    maps2[k.test_idx] = patches[k.test_idx]  # scoring fold 2's rows needs their own maps
+    scrambled = run("b", maps2, y2)
+
+    for fold in (1, 2):
+        a, b = baseline[baseline["fold"] == fold], scrambled[scrambled["fold"] == fold]
+        for column in ("anomaly_score", "novelty_threshold", "p_fail"):
+            np.testing.assert_array_equal(a[column].to_numpy(), b[column].to_numpy())
+    a3, b3 = baseline[baseline["fold"] == 3], scrambled[scrambled["fold"] == 3]
+    assert not np.array_equal(a3["novelty_threshold"].to_numpy(), b3["novelty_threshold"].to_numpy())
+    assert baseline["novel"].any()

@@ -181,3 +181,27 @@ def test_cli_synth_writes_dataset_and_json_summary(tmp_path, monkeypatch, capsys
     rc = main(["synth", "--out", str(tmp_path / "bad"), "--n", "5", "--set", "synth.defect_rate=2"])
     assert rc == 2
     assert "defect_rate" in capsys.readouterr().err
+
+
+def test_defect_boxes_are_written_and_cover_the_drawn_defect(tiny_dataset):
+    """defects.json has a box for (nearly) every defective part, inside the image; the box is where
+    the defective scene differs from the same scene without the defect, and good parts have none."""
+    from defectflow.synth.dataset import DEFECTS_FILE
+    from defectflow.synth.plan import make_plan
+    from defectflow.synth.render import render_with_box
+
+    defects = json.loads((tiny_dataset / DEFECTS_FILE).read_text())
+    rows = list(csv.DictReader((tiny_dataset / LABELS_FILE).open()))
+    with_defect = [r["image"] for r in rows if r["defect"]]
+    assert defects["image_size"] == 64
+    assert set(defects["boxes"]) <= set(with_defect)
+    assert len(defects["boxes"]) >= 0.9 * len(with_defect)
+    for entry in defects["boxes"].values():
+        x0, y0, x1, y1 = entry["box"]
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64 and entry["defect"] in DEFECT_TYPES
+    # the box does not change the image, and a good part gets no box
+    spec = next(s for s in make_plan(20, 3, days=5, start="2026-09-01", defect_rate=0.5, label_noise=0.0,
+                                     drift_from=None, drift_kind="lighting", unlabelled_share=0.0, cameras=1)
+                if not s.defect)
+    image, box = render_with_box(spec, 3, 64, want_box=True)
+    assert box is None and np.array_equal(image, render_with_box(spec, 3, 64)[0])
