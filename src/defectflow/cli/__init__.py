@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "defectflow.cli.ops_cmds",
     "defectflow.cli.score_cmds",
     "defectflow.cli.ship_cmds",
+    "defectflow.cli.explain_cmd",
 ]
 
 
