@@ -130,8 +130,21 @@ class AlertsParams:
     min_count: int = 30           # labelled images since training needed before AUC is judged
     notification_block: str = "custom-webhook/defectflow-alerts"  # <block type slug>/<block name>
     event: str = "defectflow.monitoring.auc-below-threshold"
+    drift_event: str = "defectflow.monitoring.camera-drift"  # emitted per drifted camera; automations/drift-alert.yaml
     retrain_deployment: str | None = "defectflow-training/nightly-retrain"
     experiment: str = "defectflow-monitoring"
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Drift on unlabelled images, per camera: the last window against the training window."""
+
+    window_days: float = 1.0        # the recent window: this much data before the newest image
+    alpha: float = 0.01             # false-alarm budget per camera and check (Bonferroni over the six tests)
+    min_images: int = 8             # fewer recent (or reference) images → insufficient_data, no verdict
+    max_per_side: int = 150         # images per side the embedding test uses (its cost is quadratic)
+    permutations: int = 1000        # MMD permutation resamples (p can only reach 1/(1+this): keep it ≫ 6/alpha)
+    pca_dims: int = 16              # principal components of the reference embeddings compared
 
 
 @dataclass(frozen=True)
