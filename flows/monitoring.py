@@ -1,5 +1,7 @@
-"""The monitoring flow: judge the champion on images labelled since it was trained, log the AUC
-to MLflow and emit Prefect events (the alert Automation reacts to the below-threshold one).
+"""The monitoring flows. `monitoring_flow`: judge the champion on images labelled since it was
+trained, log the AUC to MLflow and emit Prefect events (the alert Automation reacts to the
+below-threshold one). `drift_flow`: on images with or without labels, compare each camera's last
+window with the training window and emit one event per camera (automations/drift-alert.yaml).
 
 Run it once:  python flows/monitoring.py --data DIR [--workdir W]
 """
@@ -63,6 +65,54 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
         description=f"champion AUC {auc}: {result.verdict}",
     )
     return result.as_dict()
+
+
+@task(name="check-drift", retries=1, retry_delay_seconds=[10])
+def drift_task(data_dir: Path, workdir: Workdir, params: Params, reference_until: str) -> list[dict]:
+    from defectflow.monitoring.drift_check import check_drift
+
+    return [r.as_dict() for r in check_drift(data_dir, Workdir(workdir.root / "drift"), params, reference_until)]
+
+
+@flow(name="defectflow-drift", log_prints=True)
+def drift_flow(data_dir: str | None = None, workdir: str | None = None, params_file: str | None = None,
+               overrides: list[str] | None = None, reference_until: str | None = None) -> list[dict]:
+    """Per camera, the last `drift.window_days` of images against the reference window (up to
+    `reference_until`, default the champion's training cutoff); emits `defectflow.monitoring.drift`
+    per camera and `alerts.drift_event` for each drifted one. No labels needed."""
+    from defectflow.monitoring.drift import CameraDrift
+    from defectflow.monitoring.drift_events import emit_drift_events
+
+    params = Params.load(params_file, overrides or [])
+    data = Path(data_dir or params.get("data.dir") or "data/demo")
+    wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
+    if reference_until is None:
+        reference_until = champion_cutoff(params, wd)
+    results = [CameraDrift(**r) for r in drift_task(data, wd, params, reference_until)]
+    emit_drift_events(results, params.section("alerts", AlertsParams))
+    rows = "".join(f"| {r.camera_id} | {r.n_recent} | {r.n_reference} | **{r.verdict}** | "
+                   f"{min(r.p_values.values()) if r.p_values else 'n/a'} |\n" for r in results)
+    create_markdown_artifact(key="drift-report", description="drift per camera", markdown=(
+        f"# Drift per camera\n\nReference: images up to {reference_until}.\n\n"
+        f"| camera | recent | reference | verdict | min p |\n|---|---:|---:|---|---:|\n{rows}"))
+    get_run_logger().info("drift: %s", ", ".join(f"{r.camera_id} {r.verdict}" for r in results))
+    return [r.as_dict() for r in results]
+
+
+def champion_cutoff(params: Params, wd: Workdir) -> str:
+    """When the champion's training data ended: the end of the drift reference window."""
+    from mlflow import MlflowClient
+
+    from defectflow.errors import DefectflowError
+    from defectflow.registry.champion import current_champion, training_cutoff
+    from defectflow.registry.tracking import tracking_uri
+
+    uri = tracking_uri(params.section("register", RegisterParams), wd)
+    name = params.section("register", RegisterParams).model_name
+    champion = current_champion(MlflowClient(tracking_uri=uri, registry_uri=uri), name)
+    if champion is None:
+        raise DefectflowError(f"model {name!r} has no champion: pass reference_until explicitly")
+    return training_cutoff(champion).isoformat()
 
 
 if __name__ == "__main__":

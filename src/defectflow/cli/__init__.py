@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "defectflow.cli.score_cmds",
     "defectflow.cli.ship_cmds",
     "defectflow.cli.explain_cmd",
+    "defectflow.cli.drift_cmd",
 ]
 
 
