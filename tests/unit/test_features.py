@@ -136,3 +136,28 @@ def test_interrupted_run_keeps_finished_batches(make_dataset, tmp_path, monkeypa
     assert not list(workdir.root.rglob("*.tmp")) and not workdir.features.exists()
     resumed = featurize(data, workdir, params, seed=0, progress=False)
     assert resumed["n_cached"] == 16 and resumed["n_computed"] == resumed["n_images"] - 16
+
+
+def test_patch_vectors_come_from_the_same_pass_and_only_missing_ones_are_computed(make_dataset, tmp_path):
+    """With the anomaly head on, one featurize pass stores feature and patch vectors; a store
+    without patch vectors for some images (older store, Dask-filled) gets exactly those run again."""
+    from defectflow.anomaly.featurize import patch_store
+    from defectflow.params import AnomalyParams
+
+    data = make_dataset(n=30, image_size=48)
+    workdir = Workdir(tmp_path / "work")
+    _manifest(data, workdir)
+    params = FeaturizeParams(backbone="mobilenet_v2", **SMALL)
+    first = featurize(data, workdir, params, seed=0, progress=False, anomaly=AnomalyParams())
+    spec = backbone_spec("mobilenet_v2", "none", 64, 0)
+    patches = patch_store(workdir.feature_store, spec, AnomalyParams())
+    shas = list(pd.read_parquet(workdir.features)["sha256"])
+    assert patches.missing(shas) == [] and patches.get_many(shas).shape == (len(shas), 16, 64)
+    features = pd.read_parquet(workdir.features)
+    for sha in shas[:3]:
+        patches.path(sha).unlink()
+    again = featurize(data, workdir, params, seed=0, progress=False, anomaly=AnomalyParams())
+    assert again["n_computed"] == 0 and patches.missing(shas) == []
+    pd.testing.assert_frame_equal(pd.read_parquet(workdir.features), features)
+    assert first["n_computed"] == len(shas)
+    assert patch_store(workdir.feature_store, spec, AnomalyParams(enabled=False)) is None

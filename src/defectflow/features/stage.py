@@ -65,7 +65,9 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         from defectflow.distributed.featurize_dask import featurize_on_dask
 
         device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
-    local = patches.missing(images["sha256"]) if patches else ([] if is_distributed(executor) else todo)
+    local = [] if is_distributed(executor) else todo
+    if patches:  # images without patch vectors (also those featurized on Dask) run here, once
+        local = list(dict.fromkeys([*local, *patches.missing(images["sha256"])]))
     if local:
         sources = [str(Path(data_dir).resolve() / path_of[s]) for s in local]
         model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)

@@ -10,6 +10,7 @@ are on the same scale as new ones.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -30,10 +31,12 @@ def drift_table(data_dir: Path, workdir: Workdir, params: Params) -> tuple[pd.Da
     from defectflow.features.stage import featurize
     from defectflow.validation.stage import validate
 
-    validate(Path(data_dir), workdir, params.section("validate", ValidateParams))
+    # Class balance is a training requirement; drift is judged on images that may have no label at all.
+    checks = dataclasses.replace(params.section("validate", ValidateParams), min_class_share=0.0)
+    validate(Path(data_dir), workdir, checks)
     anomaly = params.section("anomaly", AnomalyParams)
     featurize(Path(data_dir), workdir, params.section("featurize", FeaturizeParams), params.seed, progress=False,
-              anomaly=AnomalyParams(**{**anomaly.__dict__, "enabled": True}))
+              anomaly=dataclasses.replace(anomaly, enabled=True))
     manifest = pd.read_parquet(workdir.manifest)
     rows = manifest[manifest["status"] == "ok"].drop_duplicates("sha256").sort_values("captured_at")
     rows = rows.reset_index(drop=True)
