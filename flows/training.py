@@ -27,8 +27,9 @@ from prefect.context import TaskRunContext
 
 from defectflow.errors import DefectflowError, GateFailedError, PromotionRefusedError
 from defectflow.orchestration.cache_keys import data_folder_digest, file_digest, stage_key
-from defectflow.params import (AnomalyParams, AzureParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params,
+from defectflow.params import (AzureParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params,
                                PromoteParams, RegisterParams, TrainParams, ValidateParams)
+from defectflow.params import AnomalyParams
 from defectflow.workdir import Workdir
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30])

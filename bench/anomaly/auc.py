@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = {}
     for as_feature in (False, True):
         params = Params.load(None, [*args.overrides, f"anomaly.as_feature={str(as_feature).lower()}"])
-        train(workdir, params.section("train", TrainParams), params.seed, anomaly=params.section("anomaly", AnomalyParams))
+        train(workdir, params.section("train", TrainParams), params.seed,
+              anomaly=params.section("anomaly", AnomalyParams))
         metrics = evaluate(workdir, params.section("evaluate", EvaluateParams), params.section("gate", GateParams))
         runs["with_anomaly_feature" if as_feature else "without_anomaly_feature"] = {
             "fold_aucs": [f["auc"] for f in metrics["folds"]], "mean_auc": metrics["mean_auc"],

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     for method in METHODS:
         model = fit_patch_model(method, lambda: store.chunks(good), len(good), coreset_size=params.coreset_size,
                                 max_candidates=params.max_candidates, seed=0)
-        results[method] = map_quality(anomaly_maps(model.patch_scores(test_patches), size), boxes, defects["image_size"])
+        maps = anomaly_maps(model.patch_scores(test_patches), size)
+        results[method] = map_quality(maps, boxes, defects["image_size"])
         print(method, results[method], flush=True)
     results["centre_baseline"] = map_quality(centre_maps(len(test), size), boxes, defects["image_size"])
     results["random_baseline"] = map_quality(random_maps(len(test), size, seed=0), boxes, defects["image_size"])

@@ -68,7 +68,7 @@ class AnomalyParams:
     coreset_size: int = 1000        # PatchCore memory-bank rows kept: caps the model's memory
     max_candidates: int = 20000     # patches sampled from the good images before thinning: caps fitting memory
     cross_fit: int = 3              # splits (by board) giving out-of-sample scores to a training window's images
-    as_feature: bool = False        # the anomaly score as one more LightGBM feature (off: see bench/results/anomaly-auc.json)
+    as_feature: bool = False        # the score as one more LightGBM feature (off: bench/results/anomaly-auc.json)
     novelty_quantile: float = 0.99  # score quantile of the training pass images above which an image is `novel`
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectflow.errors import GateFailedError
-from defectflow.params import (AnomalyParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params, TrainParams,
+from defectflow.params import (EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params, TrainParams,
                                ValidateParams)
+from defectflow.params import AnomalyParams
 from defectflow.workdir import Workdir
 
 

@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   "with the model's artifacts")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     p.add_argument("--out", type=Path, required=True, help="folder for the overlay PNGs")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, params register.tracking_uri)")
+    p.add_argument("--tracking-uri",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, params register.tracking_uri)")
     p.add_argument("--params", type=Path, help="params file (default: ./params.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print per image: probability, decision, reason, score, overlay")

@@ -6,7 +6,8 @@ import argparse
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import DefectflowError, GateFailedError
-from defectflow.params import AnomalyParams, EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, TrainParams
+from defectflow.params import EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, TrainParams
+from defectflow.params import AnomalyParams
 
 
 def _need_data(data):

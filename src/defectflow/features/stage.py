@@ -13,7 +13,8 @@ from tqdm import tqdm
 from defectflow import atomic
 from defectflow.errors import DefectflowError
 from defectflow.distributed.executor import is_distributed
-from defectflow.params import AnomalyParams, ExecutorParams, FeaturizeParams
+from defectflow.params import ExecutorParams, FeaturizeParams
+from defectflow.params import AnomalyParams
 from defectflow.workdir import Workdir
 
 log = logging.getLogger(__name__)

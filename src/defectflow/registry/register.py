@@ -43,7 +43,8 @@ def _bundle(workdir: Workdir, featurize: FeaturizeParams, seed: int, threshold: 
     torch.save(model.state_dict(), tmp / "backbone.pt")
     (tmp / "booster.txt").write_text((workdir.model_dir / "booster.txt").read_text())
     (tmp / "spec.json").write_text(json.dumps({**spec, "threshold": threshold}, indent=2))
-    artifacts = {"backbone": str(tmp / "backbone.pt"), "booster": str(tmp / "booster.txt"), "spec": str(tmp / "spec.json")}
+    artifacts = {"backbone": str(tmp / "backbone.pt"), "booster": str(tmp / "booster.txt"),
+                 "spec": str(tmp / "spec.json")}
     if (workdir.model_dir / "anomaly.npz").is_file():  # the anomaly head (defectflow explain reads it)
         artifacts["anomaly"] = str(workdir.model_dir / "anomaly.npz")
     return artifacts

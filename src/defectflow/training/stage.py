@@ -15,7 +15,8 @@ from defectflow import atomic
 from defectflow.anomaly.cv import AnomalyCV
 from defectflow.distributed.train_dask import BoosterFitter, booster_fitter
 from defectflow.errors import DefectflowError
-from defectflow.params import AnomalyParams, ExecutorParams, TrainParams
+from defectflow.params import ExecutorParams, TrainParams
+from defectflow.params import AnomalyParams
 from defectflow.training.booster import best_rounds, fit_booster
 from defectflow.training.splits import Fold, inner_validation_split, time_split_folds
 from defectflow.workdir import Workdir
