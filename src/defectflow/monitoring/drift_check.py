@@ -59,8 +59,8 @@ def check_drift(data_dir: Path, workdir: Workdir, params: Params, reference_unti
         raise DefectflowError(f"only {len(ref)} images captured up to {reference_until} (the reference window); "
                               f"drift needs at least drift.min_images={drift.min_images}")
     head = AnomalyCV.for_table(workdir, rows, params.section("anomaly", AnomalyParams), params.seed)
-    not_fail = (rows["label"] == "fail").to_numpy(np.int8)  # unlabelled images count as good
-    fitted = head.fit(ref, not_fail)
+    is_fail = rows["label"].eq("fail").fillna(False).to_numpy(bool).astype(np.int8)  # unlabelled count as good
+    fitted = head.fit(ref, is_fail)
     rows["anomaly_score"] = np.nan
     rows.loc[ref, "anomaly_score"] = fitted.window_scores
     later = np.flatnonzero(t > reference_until)
