@@ -66,6 +66,7 @@ class TrainParams:
     min_test: int = 30
     val_fraction: float = 0.15
     early_stopping_rounds: int = 100
+    min_rounds: int = 50            # a fold whose early stopping stops sooner is refit with this many rounds
     lgbm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,12 +86,17 @@ class ExecutorParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     target_fail_recall: float = 0.95
+    threshold_method: str = "empirical"  # empirical | conformal (finite-sample recall bound); see evaluation/forward.py
+    recall_margin: float = 0.0           # the threshold rule aims at target + margin
+    bootstrap_rounds: int = 1000         # resamples for the fold AUC 95 % intervals
+    bootstrap_seed: int = 0
 
 
 @dataclass(frozen=True)
 class GateParams:
     min_auc: float = 0.90
     min_fold_auc: float = 0.85
+    recall_tolerance: float = 0.02  # realized forward fail recall must reach target - this on every fold
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,12 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
         booster = fit(X[fit_idx], y[fit_idx], params.lgbm, seed, X_val=X[val_idx], y_val=y[val_idx],
                       early_stopping_rounds=params.early_stopping_rounds)
-        rounds = best_rounds(booster)
+        best = best_rounds(booster)
+        rounds = max(best, params.min_rounds)
+        if best < params.min_rounds:  # an unrepresentative validation slice must not collapse the fold model
+            log.warning("fold %d: early stopping chose %d rounds (< train.min_rounds=%d); refit with %d",
+                        fold.index, best, params.min_rounds, rounds)
+            booster = fit(X[fit_idx], y[fit_idx], params.lgbm, seed, num_boost_round=rounds)
         part = meta.iloc[fold.test_idx].copy()
         part["y"] = y[fold.test_idx]
         part["fold"] = fold.index
@@ -66,7 +71,7 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
             "fold": fold.index, "n_train": int(len(fold.train_idx)), "n_fit": int(len(fit_idx)),
             "n_val": int(len(val_idx)), "n_test": int(len(fold.test_idx)),
             "train_end": meta["captured_at"].iloc[fold.train_idx].max(),
-            "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": rounds,
+            "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": best, "rounds_used": rounds,
         })
         log.info("fold %d: %d train / %d test, %d rounds", fold.index, len(fold.train_idx), len(fold.test_idx), rounds)
     return pd.concat(oof_parts, ignore_index=True), records
@@ -82,7 +87,7 @@ def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorPa
                              gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
     with booster_fitter(executor) as fit:
         oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit)
-        final_rounds = max(10, int(np.median([r["best_iteration"] for r in records])))
+        final_rounds = max(params.min_rounds, int(np.median([r["rounds_used"] for r in records])))
         booster = fit(X, y, params.lgbm, seed, num_boost_round=final_rounds)
 
     features_spec = json.loads(workdir.features_spec.read_text())["spec"]
