@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
     from bench import machine
     from bench.quality import elpv, report
     from bench.quality.protocols import parse_protocols
-    from bench.quality.runner import run_one
+    from bench.quality.runner import run_one, training_key
     from bench.quality.variants import overrides_for
     from defectflow.params import EvaluateParams, Params
 
@@ -52,11 +52,14 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
     for protocol in protocols:
         order, boards = protocol.arrange(len(cells), args.module_size)
         data_dir = elpv.write_data_folder(cells, scratch / "elpv", scratch / "data" / protocol.name, order, boards)
+        trained: dict[str, Path] = {}  # training_key → the run that trained with those params
         for name, _, overrides in variants:
             params = Params.load(args.params, [*overrides, *args.overrides])
             log(args, f"{name} / {protocol.name}")
-            figures = run_one(data_dir, scratch / "runs" / name / protocol.name, scratch / "feature_store", params,
-                              progress=not args.quiet)
+            workdir, key = scratch / "runs" / name / protocol.name, training_key(params)
+            figures = run_one(data_dir, workdir, scratch / "feature_store", params, progress=not args.quiet,
+                              trained_in=trained.get(key))
+            trained.setdefault(key, workdir)
             devices.add(figures["device"])
             runs.append({"variant": name, "protocol": protocol.name, "family": protocol.family, "seed": protocol.seed,
                          **figures})

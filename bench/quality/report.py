@@ -73,7 +73,8 @@ def to_markdown(report: dict) -> str:
                      f"{_forward_cell(row.get('time'))} | {row['cpu_s'].get('featurize', 0):.0f} | "
                      f"{row['cpu_s'].get('train', 0):.0f} | {row['wall_s']:.0f} |")
     lines += ["", "Featurize CPU time is 0 where the content-addressed store already held the features "
-              "(the same images under another protocol or variant).", ""]
+              "(the same images under another protocol or variant). Variants that change only `evaluate`/`gate` "
+              "params re-run only the evaluate stage on the models trained for the first such variant.", ""]
     for run in report["runs"]:
         lines += _run_section(run)
     return "\n".join(lines)

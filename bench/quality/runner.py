@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -40,21 +41,43 @@ class Clock:
             self.cpu[name] = round(cpu_seconds() - c, 2)
 
 
-def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, progress: bool) -> dict:
-    """validate → featurize → train → evaluate into `workdir` (its feature store shared); the figures."""
+# Sections only the evaluate stage reads: variants differing only there share the trained models.
+EVALUATE_ONLY = ("evaluate", "gate")
+
+
+def training_key(params: Params) -> str:
+    """Everything validate/featurize/train depend on (the params tree without EVALUATE_ONLY)."""
+    return json.dumps({k: v for k, v in params.tree.items() if k not in EVALUATE_ONLY}, sort_keys=True, default=str)
+
+
+def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, progress: bool,
+            trained_in: Path | None = None) -> dict:
+    """validate → featurize → train → evaluate into `workdir` (its feature store shared); the figures.
+
+    With `trained_in` (a finished run whose params differ only in EVALUATE_ONLY sections), its
+    stage outputs are copied and only evaluate runs: the same models, judged by other rules.
+    """
     if workdir.exists():
         shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
     feature_store.mkdir(parents=True, exist_ok=True)
-    os.symlink(feature_store.resolve(), workdir / "feature_store", target_is_directory=True)
     wd, clock = Workdir(workdir), Clock()
-    clock.run("validate", validate, data_dir, wd, params.section("validate", ValidateParams))
-    feat = clock.run("featurize", featurize, data_dir, wd, params.section("featurize", FeaturizeParams), params.seed,
-                     progress=progress)
-    trained = clock.run("train", train, wd, params.section("train", TrainParams), params.seed)
+    if trained_in is not None:
+        shutil.copytree(trained_in, workdir, symlinks=True, ignore=shutil.ignore_patterns("metrics", "plots"))
+        earlier = json.loads((trained_in / "bench-run.json").read_text())
+        feat, trained = earlier["featurize"], earlier["train"]
+        clock.wall.update(validate=0.0, featurize=0.0, train=0.0)
+        clock.cpu.update(validate=0.0, featurize=0.0, train=0.0)
+    else:
+        workdir.mkdir(parents=True)
+        os.symlink(feature_store.resolve(), workdir / "feature_store", target_is_directory=True)
+        clock.run("validate", validate, data_dir, wd, params.section("validate", ValidateParams))
+        feat = clock.run("featurize", featurize, data_dir, wd, params.section("featurize", FeaturizeParams),
+                         params.seed, progress=progress)
+        trained = clock.run("train", train, wd, params.section("train", TrainParams), params.seed)
+        (workdir / "bench-run.json").write_text(json.dumps({"featurize": feat, "train": trained}, default=str))
     metrics = clock.run("evaluate", evaluate, wd, params.section("evaluate", EvaluateParams),
                         params.section("gate", GateParams))
-    return figures(metrics, feat, trained, clock, wd)
+    return figures(metrics, feat, trained, clock, wd) | {"evaluate_only": trained_in is not None}
 
 
 def figures(metrics: dict, feat: dict, trained: dict, clock: Clock, wd: Workdir) -> dict:

@@ -14,6 +14,7 @@ from rich.progress import track
 from defectflow import atomic
 from defectflow.distributed.train_dask import BoosterFitter, booster_fitter
 from defectflow.errors import DefectflowError
+from defectflow.features.tuned import FoldFeaturizer, finetune_record
 from defectflow.params import ExecutorParams, TrainParams
 from defectflow.training.booster import best_rounds, fit_booster
 from defectflow.training.splits import Fold, inner_validation_split, time_split_folds
@@ -43,14 +44,19 @@ def load_training_table(workdir: Workdir) -> tuple[pd.DataFrame, np.ndarray, np.
 
 
 def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list[Fold],
-                   params: TrainParams, seed: int, fit: BoosterFitter = fit_booster) -> tuple[pd.DataFrame, list[dict]]:
+                   params: TrainParams, seed: int, fit: BoosterFitter = fit_booster,
+                   fold_features=None) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold fail probabilities: each fold's model sees only its own training window.
 
     `fit` grows each booster: `fit_booster` here, or its Dask twin (distributed.train_dask).
+    `fold_features(fold) -> (X, info)` gives a fold its own features (a backbone fine-tuned on
+    that fold's training window: features.tuned.FoldFeaturizer); None uses `X` for every fold.
     """
+    X_all = X
     oof_parts, records = [], []
     # Progress on stderr: stdout carries the --json summary.
     for fold in track(folds, description="time-split CV", console=Console(stderr=True)):
+        X, info = fold_features(fold) if fold_features is not None else (X_all, {})
         tr_meta = meta.iloc[fold.train_idx]
         fit_pos, val_pos = inner_validation_split(tr_meta["captured_at"], tr_meta["board_id"], params.val_fraction)
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
@@ -72,6 +78,7 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
             "n_val": int(len(val_idx)), "n_test": int(len(fold.test_idx)),
             "train_end": meta["captured_at"].iloc[fold.train_idx].max(),
             "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": best, "rounds_used": rounds,
+            **info,
         })
         log.info("fold %d: %d train / %d test, %d rounds", fold.index, len(fold.train_idx), len(fold.test_idx), rounds)
     return pd.concat(oof_parts, ignore_index=True), records
@@ -85,8 +92,10 @@ def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorPa
     meta, X, y = load_training_table(workdir)
     folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=params.n_folds,
                              gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
+    record = finetune_record(workdir)
+    fold_features = FoldFeaturizer(record, meta, workdir) if record else None
     with booster_fitter(executor) as fit:
-        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit)
+        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit, fold_features=fold_features)
         final_rounds = max(params.min_rounds, int(np.median([r["rounds_used"] for r in records])))
         booster = fit(X, y, params.lgbm, seed, num_boost_round=final_rounds)
 
