@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scratch", type=Path, default=Path("work/quality"), help="images, data folders, workdirs")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--stem", default=None, help="report file name without extension")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished runs under --scratch whose data and params match (re-run evaluate only)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
     protocols = parse_protocols([p for p in args.protocols.split(",") if p], [int(s) for s in args.seeds.split(",")])
     scratch = args.scratch
     cells = elpv.materialize(scratch / "elpv", args.limit)
+    dataset = {"name": "elpv-dataset==1.0.0.post1", "n": len(cells), "n_fail": int((cells.labels == "fail").sum()),
+               "module_size": args.module_size, "limit": args.limit}
     info = machine.describe("auto")
     runs, devices = [], set()
     for protocol in protocols:
@@ -56,9 +60,10 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
         for name, _, overrides in variants:
             params = Params.load(args.params, [*overrides, *args.overrides])
             log(args, f"{name} / {protocol.name}")
-            workdir, key = scratch / "runs" / name / protocol.name, training_key(params)
-            figures = run_one(data_dir, workdir, scratch / "feature_store", params, progress=not args.quiet,
-                              trained_in=trained.get(key))
+            workdir, key = scratch / "runs" / name / protocol.name, training_key(params, protocol.name, dataset)
+            figures = run_one(data_dir, workdir, scratch / "feature_store", params, key, progress=not args.quiet,
+                              trained_in=None if args.resume and (workdir / "bench-run.json").exists()
+                              else trained.get(key), resume=args.resume)
             trained.setdefault(key, workdir)
             devices.add(figures["device"])
             runs.append({"variant": name, "protocol": protocol.name, "family": protocol.family, "seed": protocol.seed,
@@ -71,8 +76,7 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
         "benchmark": "quality", "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.quality " + " ".join(shlex.quote(a) for a in (sys.argv[1:] or [])),
         "machine": info, "device": ", ".join(sorted(d for d in devices if not d.startswith("n/a"))) or "cached",
-        "dataset": {"name": "elpv-dataset==1.0.0.post1", "n": len(cells), "n_fail": int((cells.labels == "fail").sum()),
-                    "module_size": args.module_size, "limit": args.limit},
+        "dataset": dataset,
         "target_fail_recall": base.target_fail_recall,
         "variants": {n: {"description": d, "overrides": o} for n, d, o in variants},
         "runs": runs, "summary": report.summarize(runs, variants),

@@ -66,6 +66,8 @@ def write_data_folder(cells: Cells, source_root: Path, data_dir: Path, order: np
         if not target.exists():
             try:
                 os.link(source_root / rel, target)
+            except FileExistsError:
+                pass  # another benchmark process linked the same file
             except OSError:
                 shutil.copy2(source_root / rel, target)
     t0 = np.datetime64(start.replace("+00:00", ""), "m")

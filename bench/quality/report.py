@@ -84,7 +84,8 @@ def _run_section(run: dict) -> list[str]:
     forward = {f["fold"]: f for f in run["forward"]}
     lines = [f"## {run['variant']} / {run['protocol']}", "",
              f"mean AUC **{run['mean_auc']:.3f}**; gate {'passed' if run['gate']['passed'] else 'FAILED'} "
-             f"({'; '.join(run['gate']['reasons'])}); device {run['device']}; wall {sum(run['wall_s'].values()):.0f} s.",
+             f"({'; '.join(run['gate']['reasons'])}); device {run['device']}; wall {sum(run['wall_s'].values()):.0f} s"
+             f"{' (stage times recorded by the earlier invocation that trained it)' if run.get('reused') else ''}.",
              "", "| fold | AUC | 95 % CI | rounds (early stop) | forward threshold | forward recall | missed | "
              "no review |", "|---|---:|---|---|---:|---:|---:|---:|"]
     for k, (a, ci) in enumerate(zip(run["fold_auc"], run["fold_auc_ci95"], strict=True), start=1):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from defectflow import atomic
 from defectflow.evaluation.stage import evaluate
 from defectflow.features.stage import featurize
 from defectflow.params import EvaluateParams, FeaturizeParams, GateParams, Params, TrainParams, ValidateParams
@@ -43,41 +44,55 @@ class Clock:
 
 # Sections only the evaluate stage reads: variants differing only there share the trained models.
 EVALUATE_ONLY = ("evaluate", "gate")
+RUN_RECORD = "bench-run.json"
 
 
-def training_key(params: Params) -> str:
-    """Everything validate/featurize/train depend on (the params tree without EVALUATE_ONLY)."""
-    return json.dumps({k: v for k, v in params.tree.items() if k not in EVALUATE_ONLY}, sort_keys=True, default=str)
+def training_key(params: Params, protocol: str, dataset: dict) -> str:
+    """Everything validate/featurize/train depend on: the data (protocol, dataset slice) and
+    the params tree without EVALUATE_ONLY."""
+    tree = {k: v for k, v in params.tree.items() if k not in EVALUATE_ONLY}
+    return json.dumps({"protocol": protocol, "dataset": dataset, "params": tree}, sort_keys=True, default=str)
 
 
-def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, progress: bool,
-            trained_in: Path | None = None) -> dict:
+def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, key: str, progress: bool,
+            trained_in: Path | None = None, resume: bool = False) -> dict:
     """validate → featurize → train → evaluate into `workdir` (its feature store shared); the figures.
 
-    With `trained_in` (a finished run whose params differ only in EVALUATE_ONLY sections), its
-    stage outputs are copied and only evaluate runs: the same models, judged by other rules.
+    With `trained_in` (a run of this invocation whose params differ only in EVALUATE_ONLY
+    sections), its outputs are copied and only evaluate runs: the same models, other rules.
+    With `resume`, a finished run in `workdir` with the same key is kept and only re-evaluated;
+    its recorded stage times are reported (and the run marked `reused`).
     """
-    if workdir.exists():
-        shutil.rmtree(workdir)
     feature_store.mkdir(parents=True, exist_ok=True)
     wd, clock = Workdir(workdir), Clock()
-    if trained_in is not None:
-        shutil.copytree(trained_in, workdir, symlinks=True, ignore=shutil.ignore_patterns("metrics", "plots"))
-        earlier = json.loads((trained_in / "bench-run.json").read_text())
-        feat, trained = earlier["featurize"], earlier["train"]
-        clock.wall.update(validate=0.0, featurize=0.0, train=0.0)
-        clock.cpu.update(validate=0.0, featurize=0.0, train=0.0)
+    record_path = workdir / RUN_RECORD
+    earlier = json.loads(record_path.read_text()) if resume and record_path.exists() else None
+    reused = earlier is not None and earlier.get("key") == key
+    if reused:
+        clock.wall.update(earlier["wall_s"])
+        clock.cpu.update(earlier["cpu_s"])
     else:
-        workdir.mkdir(parents=True)
-        os.symlink(feature_store.resolve(), workdir / "feature_store", target_is_directory=True)
-        clock.run("validate", validate, data_dir, wd, params.section("validate", ValidateParams))
-        feat = clock.run("featurize", featurize, data_dir, wd, params.section("featurize", FeaturizeParams),
-                         params.seed, progress=progress)
-        trained = clock.run("train", train, wd, params.section("train", TrainParams), params.seed)
-        (workdir / "bench-run.json").write_text(json.dumps({"featurize": feat, "train": trained}, default=str))
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        if trained_in is not None:
+            shutil.copytree(trained_in, workdir, symlinks=True, ignore=shutil.ignore_patterns("metrics", "plots"))
+            earlier = json.loads((trained_in / RUN_RECORD).read_text())
+            clock.wall.update(validate=0.0, featurize=0.0, train=0.0)
+            clock.cpu.update(validate=0.0, featurize=0.0, train=0.0)
+        else:
+            workdir.mkdir(parents=True)
+            os.symlink(feature_store.resolve(), workdir / "feature_store", target_is_directory=True)
+            clock.run("validate", validate, data_dir, wd, params.section("validate", ValidateParams))
+            feat = clock.run("featurize", featurize, data_dir, wd, params.section("featurize", FeaturizeParams),
+                             params.seed, progress=progress)
+            trained = clock.run("train", train, wd, params.section("train", TrainParams), params.seed)
+            earlier = {"featurize": feat, "train": trained}
+        earlier = {**earlier, "key": key, "wall_s": dict(clock.wall), "cpu_s": dict(clock.cpu)}
+        atomic.write_text(record_path, json.dumps(earlier, default=str))
     metrics = clock.run("evaluate", evaluate, wd, params.section("evaluate", EvaluateParams),
                         params.section("gate", GateParams))
-    return figures(metrics, feat, trained, clock, wd) | {"evaluate_only": trained_in is not None}
+    return figures(metrics, earlier["featurize"], earlier["train"], clock, wd) | {
+        "evaluate_only": trained_in is not None, "reused": reused}
 
 
 def figures(metrics: dict, feat: dict, trained: dict, clock: Clock, wd: Workdir) -> dict:

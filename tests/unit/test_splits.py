@@ -161,3 +161,20 @@ def test_finetuned_fold_features_come_only_from_the_fold_training_window(tmp_pat
     keys = [weights_key("mobilenet_v2", "none", 16, ft, 3, labelled_rows(m.iloc[folds[1].train_idx], tmp_path / d))
             for m, d in ((meta, "a"), (meta2, "b"))]
     assert keys[0] != keys[1]
+
+
+def test_a_fold_whose_early_stopping_collapses_is_refit_with_min_rounds():
+    """A validation slice with no signal stops early stopping after one round; train.min_rounds
+    refits that fold, and folds.json keeps both numbers."""
+    meta, X, y = _frame()
+    rng = np.random.default_rng(5)
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=2)
+    lgbm = {"n_estimators": 80, "num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 5}
+    X_noise = rng.normal(size=X.shape).astype(np.float32)  # nothing to learn: validation loss rises at once
+    floor = TrainParams(n_folds=2, early_stopping_rounds=5, min_rounds=30, lgbm=lgbm)
+    _, records = cross_validate(meta, X_noise, y, folds, floor, seed=1)
+    assert all(r["best_iteration"] < 30 for r in records)
+    assert all(r["rounds_used"] == 30 for r in records)
+    _, unfloored = cross_validate(meta, X_noise, y, folds, TrainParams(n_folds=2, early_stopping_rounds=5,
+                                                                       min_rounds=0, lgbm=lgbm), seed=1)
+    assert [r["rounds_used"] for r in unfloored] == [r["best_iteration"] for r in records]
