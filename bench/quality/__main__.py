@@ -23,7 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--protocols", default="time,unseen,random", help="comma-separated: time, unseen, random")
     p.add_argument("--seeds", default="0,1,2", help="module shuffles for `unseen` (the first also orders `random`)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N cells (smoke runs)")
-    p.add_argument("--module-size", type=int, default=60, help="consecutive cells per board (an ELPV module has 60)")
+    p.add_argument("--module-size", type=int, default=60, help="ELPV: consecutive cells per board (a module has 60)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="your own data folder (labels.csv of the data contract) instead of ELPV; board_id = module")
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="base params file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="params override applied to every run (after the variant's own)")
@@ -48,14 +50,19 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
     variants = overrides_for([v for v in args.variants.split(",") if v])
     protocols = parse_protocols([p for p in args.protocols.split(",") if p], [int(s) for s in args.seeds.split(",")])
     scratch = args.scratch
-    cells = elpv.materialize(scratch / "elpv", args.limit)
-    dataset = {"name": "elpv-dataset==1.0.0.post1", "n": len(cells), "n_fail": int((cells.labels == "fail").sum()),
-               "module_size": args.module_size, "limit": args.limit}
+    if args.data is None:
+        cells = elpv.materialize(scratch / "elpv", args.limit, args.module_size)
+        name = "elpv-dataset==1.0.0.post1"
+    else:
+        cells, name = elpv.from_data_folder(args.data, args.limit), str(args.data.resolve())
+    dataset = {"name": name, "n": len(cells), "n_fail": int((cells.labels == "fail").sum()),
+               "n_boards": int(len(set(cells.modules))), "module_size": args.module_size if args.data is None else None,
+               "limit": args.limit}
     info = machine.describe("auto")
     runs, devices = [], set()
     for protocol in protocols:
-        order, boards = protocol.arrange(len(cells), args.module_size)
-        data_dir = elpv.write_data_folder(cells, scratch / "elpv", scratch / "data" / protocol.name, order, boards)
+        order, boards = protocol.arrange(cells.modules)
+        data_dir = elpv.write_data_folder(cells, scratch / "data" / protocol.name, order, boards)
         trained: dict[str, Path] = {}  # training_key → the run that trained with those params
         for name, _, overrides in variants:
             params = Params.load(args.params, [*overrides, *args.overrides])

@@ -20,14 +20,16 @@ class Protocol:
     family: str  # time | unseen | random
     seed: int | None = None
 
-    def arrange(self, n: int, module_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(order, boards): order[k] is the cell captured k-th; boards[i] the board of cell i."""
+    def arrange(self, modules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(order, boards) for cells in capture order with integer board codes `modules`:
+        order[k] is the cell captured k-th; boards[i] the board of cell i."""
+        modules = np.asarray(modules)
+        n = len(modules)
         index = np.arange(n)
-        modules = index // module_size
         if self.family == "time":
             return index, np.array([f"module{m:03d}" for m in modules])
         if self.family == "unseen":
-            perm = np.random.default_rng(self.seed).permutation(modules.max() + 1)
+            perm = np.random.default_rng(self.seed).permutation(np.unique(modules))
             order = np.concatenate([index[modules == m] for m in perm])
             return order, np.array([f"module{m:03d}" for m in modules])
         if self.family == "random":

@@ -55,11 +55,13 @@ def to_markdown(report: dict) -> str:
     m = report["machine"]
     ds = report["dataset"]
     lines = [
-        "# defectflow model quality on real images (ELPV)", "",
+        "# defectflow model quality on real images", "",
         f"Machine: **{summary_line(m)}**; device `{report['device']}`; load average at start "
         f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')}; total {report['elapsed_s']} s.", "",
-        f"Data: ELPV (`elpv-dataset`), {ds['n']} cells ({ds['n_fail']} fail: defect probability ≥ 0.5), "
-        f"board = {ds['module_size']} consecutive cells, camera = cell type. Command: `{report['command']}`.", "",
+        (f"Data: ELPV (`elpv-dataset`), {ds['n']} cells ({ds['n_fail']} fail: defect probability ≥ 0.5), "
+         f"board = {ds['module_size']} consecutive cells, camera = cell type." if ds.get("module_size") else
+         f"Data: `{ds['name']}`, {ds['n']} labelled images ({ds['n_fail']} fail) on {ds['n_boards']} boards.")
+        + f" Command: `{report['command']}`.", "",
         f"Target fail recall {report['target_fail_recall']}; forward recall = realized recall on fold k at the "
         "threshold chosen from folds < k only.", "",
         "## Ablation", "",
