@@ -29,7 +29,8 @@ def summarize(runs: list[dict], variants: list[tuple[str, str, list[str]]]) -> l
                                "forward_review_reduction": [[f["review_reduction"] for f in r["forward"]]
                                                             for r in fam],
                                "gate_passed": [r["gate"]["passed"] for r in fam]}
-        row["cpu_s"] = {step: round(sum(r["cpu_s"][step] for r in mine), 1) for step in mine[0]["cpu_s"]} if mine else {}
+        steps = mine[0]["cpu_s"] if mine else {}
+        row["cpu_s"] = {step: round(sum(r["cpu_s"][step] for r in mine), 1) for step in steps}
         row["wall_s"] = round(sum(sum(r["wall_s"].values()) for r in mine), 1)
         rows.append(row)
     return rows

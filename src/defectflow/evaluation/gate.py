@@ -51,6 +51,7 @@ def _forward_recall(forward: list[dict], target: float, tolerance: float) -> tup
     short = [(f["fold"], f["fail_recall"]) for f in forward if f["fail_recall"] < floor - 1e-9]
     if short:
         listed = ", ".join(f"fold {k}: {r:.3f}" for k, r in short)
-        return False, f"forward fail recall below {floor} (target {target} − gate.recall_tolerance {tolerance}): {listed}"
+        return False, (f"forward fail recall below {floor} (target {target} − gate.recall_tolerance {tolerance}): "
+                       f"{listed}")
     lowest = min(f["fail_recall"] for f in forward)
     return True, f"forward fail recall ≥ {floor} on every fold (lowest {lowest:.3f})"

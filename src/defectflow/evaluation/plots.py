@@ -47,7 +47,8 @@ def auc_over_time(folds: list[dict], gate: GateParams, path: Path) -> None:
     ends = pd.to_datetime([f["test_end"] for f in folds])
     aucs = [f["auc"] for f in folds]
     ci = np.array([f.get("auc_ci95", [a, a]) for f, a in zip(folds, aucs, strict=True)])
-    ax.errorbar(ends, aucs, yerr=np.clip([np.subtract(aucs, ci[:, 0]), np.subtract(ci[:, 1], aucs)], 0, None), marker="o", capsize=4,
+    yerr = np.clip([np.subtract(aucs, ci[:, 0]), np.subtract(ci[:, 1], aucs)], 0, None)
+    ax.errorbar(ends, aucs, yerr=yerr, marker="o", capsize=4,
                 label="fold AUC, bootstrap 95 % interval (test window end)")
     ax.axhline(gate.min_auc, color="tab:red", ls="--", label=f"gate mean ≥ {gate.min_auc}")
     ax.axhline(gate.min_fold_auc, color="tab:orange", ls=":", label=f"fold floor ≥ {gate.min_fold_auc}")

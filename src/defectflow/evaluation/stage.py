@@ -61,5 +61,6 @@ def evaluate(workdir: Workdir, params: EvaluateParams, gate: GateParams) -> dict
     plots.roc_curves(oof, fold_aucs, workdir.plots / "roc.png")
     plots.auc_over_time(folds, gate, workdir.plots / "auc_over_time.png")
     plots.review_tradeoff(y, p, op.threshold, workdir.plots / "review_tradeoff.png")
-    plots.forward_recall(forward, params.target_fail_recall, gate.recall_tolerance, workdir.plots / "forward_recall.png")
+    plots.forward_recall(forward, params.target_fail_recall, gate.recall_tolerance,
+                         workdir.plots / "forward_recall.png")
     return metrics
