@@ -31,8 +31,7 @@ def test_finetuned_model_registers_scores_and_exports(pipeline_dataset, tmp_path
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     work = tmp_path / "work"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    params = fast_params(f"register.tracking_uri={uri}", "gate.min_auc=0", "gate.min_fold_auc=0",
-                         "gate.recall_tolerance=1", *FINETUNE)
+    params = fast_params(f"register.tracking_uri={uri}", "gate.min_auc=0", "gate.min_fold_auc=0", *FINETUNE)
     summary = run_pipeline(pipeline_dataset, Workdir(work), params, progress=False)
 
     record = json.loads((work / "features.json").read_text())
