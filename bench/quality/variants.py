@@ -9,6 +9,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "conformal": ("baseline + conformal threshold rule", ["evaluate.threshold_method=conformal"]),
     "margin02": ("baseline + threshold rule aims at target + 0.02", ["evaluate.recall_margin=0.02"]),
     "res300": ("frozen MobileNetV2 at ELPV's native 300 px", ["featurize.image_size=300"]),
+    "min_rounds0": ("baseline without the early-stopping floor (train.min_rounds=0)", ["train.min_rounds=0"]),
 }
 
 
