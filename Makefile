@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DATA ?= data/demo
 WORKDIR ?= work/demo
 
-.PHONY: setup system-deps demo flow drift-demo test test-unit test-integration bench clean
+.PHONY: setup system-deps demo flow drift-demo test test-unit test-integration bench quality clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,12 @@ test-integration: setup system-deps
 BENCH_PROFILE ?= cpu
 bench: setup
 	$(BIN)/python -m bench --profile $(BENCH_PROFILE)
+
+# Model quality on real images (ELPV solar cells; README "Model quality on real images"):
+# writes bench/results/quality-<device>-<date>.json and .md. QUALITY_ARGS="--variants baseline,res300 ..."
+QUALITY_ARGS ?= --variants baseline,conformal,margin02
+quality: setup
+	$(BIN)/python -m bench.quality $(QUALITY_ARGS)
 
 clean:
 	rm -rf work data/demo

@@ -49,6 +49,28 @@ class ValidateParams:
 
 
 @dataclass(frozen=True)
+class FinetuneParams:
+    """featurize.mode=finetune: how the ImageNet backbone is fine-tuned on labelled images
+    before it featurizes them (defectflow.features.finetune)."""
+
+    epochs: int = 5
+    lr: float = 1e-3                # peak learning rate of the one-cycle schedule (AdamW)
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    image_size: int | None = None   # training resolution; null → featurize.image_size
+    val_fraction: float = 0.15      # newest share of the rows: early stopping on its AUC
+    patience: int = 2               # epochs without a better validation AUC before stopping
+    class_weighted: bool = True     # BCE pos_weight = n_pass / n_fail
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True              # only where the product allows (square cells, boards)
+    brightness: float = 0.2         # ± gain jitter
+    contrast: float = 0.2
+    blur_p: float = 0.2             # share of images slightly blurred
+    noise_std: float = 0.02         # Gaussian noise, in [0, 1] pixel units
+
+
+@dataclass(frozen=True)
 class FeaturizeParams:
     backbone: str = "mobilenet_v2"
     weights: str = "IMAGENET1K_V1"
@@ -56,6 +78,17 @@ class FeaturizeParams:
     batch_size: int = 32
     num_workers: int = 2
     device: str = "auto"
+    mode: str = "frozen"            # frozen | finetune (fine-tune `weights` on the labelled rows first)
+    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneParams fields
+
+    def finetune_params(self) -> FinetuneParams:
+        """The typed `featurize.finetune` block (unknown keys are named)."""
+        known = {f.name for f in dataclasses.fields(FinetuneParams)}
+        unknown = sorted(set(self.finetune or {}) - known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in params section 'featurize.finetune': {', '.join(unknown)}; "
+                              f"known keys are {', '.join(sorted(known))}")
+        return FinetuneParams(**(self.finetune or {}))
 
 
 @dataclass(frozen=True)
@@ -80,6 +113,7 @@ class TrainParams:
     min_test: int = 30
     val_fraction: float = 0.15
     early_stopping_rounds: int = 100
+    min_rounds: int = 50            # a fold whose early stopping stops sooner is refit with this many rounds
     lgbm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,12 +133,17 @@ class ExecutorParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     target_fail_recall: float = 0.95
+    threshold_method: str = "empirical"  # empirical | conformal (finite-sample recall bound); see evaluation/forward.py
+    recall_margin: float = 0.0           # the threshold rule aims at target + margin
+    bootstrap_rounds: int = 1000         # resamples for the fold AUC 95 % intervals
+    bootstrap_seed: int = 0
 
 
 @dataclass(frozen=True)
 class GateParams:
     min_auc: float = 0.90
     min_fold_auc: float = 0.85
+    recall_tolerance: float = 0.02  # realized forward fail recall must reach target - this on every fold
 
 
 @dataclass(frozen=True)

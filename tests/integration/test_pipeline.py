@@ -46,7 +46,11 @@ def test_cv_metrics_are_consistent_with_the_out_of_fold_predictions(trained_pipe
     assert flagged[oof["y"] == 1].mean() >= metrics["target_fail_recall"]
     assert metrics["review_reduction"] == pytest.approx((~flagged).mean(), abs=1e-6)
     assert metrics["gate"]["passed"] == (metrics["mean_auc"] >= 0.6 and metrics["min_auc"] >= 0.5)
-    for plot in ("roc.png", "auc_over_time.png", "review_tradeoff.png"):
+    assert [f["fold"] for f in metrics["forward"]] == [2, 3]
+    for fold in metrics["folds"]:
+        assert fold["auc_ci95"][0] <= fold["auc"] <= fold["auc_ci95"][1]
+        assert fold["rounds_used"] >= max(fold["best_iteration"], 50)
+    for plot in ("roc.png", "auc_over_time.png", "review_tradeoff.png", "forward_recall.png"):
         assert (work / "plots" / plot).stat().st_size > 1000
     registered = json.loads((work / "registered.json").read_text())
     assert registered["version"] == trained_pipeline.version

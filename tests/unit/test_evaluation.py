@@ -42,3 +42,75 @@ def test_gate_fails_with_the_reason(aucs, needle):
     verdict = judge(aucs, GateParams(min_auc=0.9, min_fold_auc=0.85))
     assert not verdict.passed
     assert any(needle in r for r in verdict.reasons)
+
+
+def _oof(folds: dict[int, tuple[list[int], list[float]]], cameras: list[str] | None = None):
+    import pandas as pd
+
+    rows = [(k, yy, pp) for k, (ys, ps) in folds.items() for yy, pp in zip(ys, ps, strict=True)]
+    frame = pd.DataFrame(rows, columns=["fold", "y", "p_fail"])
+    frame["camera_id"] = cameras if cameras is not None else "c1"
+    return frame
+
+
+def test_conformal_threshold_flags_one_more_fail_than_the_empirical_one():
+    from defectflow.evaluation.metrics import recall_threshold
+
+    y = np.r_[np.ones(10), np.zeros(5)]
+    p = np.r_[np.linspace(0.95, 0.5, 10), np.linspace(0.4, 0.0, 5)]
+    assert recall_threshold(y, p, 0.8) == pytest.approx(p[7])  # ceil(0.8 · 10) = 8 fails flagged
+    assert recall_threshold(y, p, 0.8, "conformal") == pytest.approx(p[8])  # ceil(0.8 · 11) = 9
+    assert recall_threshold(y, p, 0.95, "conformal") == 0.0  # ceil(0.95 · 11) = 11 > 10 fails: flag all
+
+
+def test_forward_threshold_comes_from_earlier_folds_only():
+    from defectflow.evaluation.forward import forward_points
+
+    oof = _oof({1: ([1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.2, 0.1]),
+                2: ([1, 1, 1, 1, 0, 0], [0.9, 0.65, 0.5, 0.4, 0.3, 0.1]),
+                3: ([1, 0], [0.99, 0.0])})
+    fwd = forward_points(oof, target_recall=0.75)
+    assert [f["fold"] for f in fwd] == [2, 3]
+    # Fold 2: from fold 1 alone, 3 of 4 fails → threshold 0.7; on fold 2 only 0.9 reaches it.
+    assert fwd[0]["threshold"] == 0.7 and fwd[0]["fail_recall"] == 0.25 and fwd[0]["missed_fails"] == 3
+    assert fwd[0]["review_reduction"] == pytest.approx(5 / 6)
+    # Fold 3: folds 1 and 2 pooled (8 fails, 6 needed) → threshold 0.6. Changing fold 3 cannot move it.
+    assert fwd[1]["threshold"] == 0.6
+    oof.loc[oof["fold"] == 3, "p_fail"] = [0.1, 0.05]
+    assert forward_points(oof, 0.75)[1]["threshold"] == 0.6
+
+
+def test_gate_requires_forward_recall_on_every_fold():
+    gate = GateParams(min_auc=0.9, min_fold_auc=0.85, recall_tolerance=0.02)
+    ok = [{"fold": 2, "fail_recall": 0.94}, {"fold": 3, "fail_recall": 0.97}]
+    verdict = judge([0.95, 0.95, 0.95], gate, ok, target_recall=0.95)
+    assert verdict.passed and "lowest 0.940" in verdict.reasons[-1]
+    short = [{"fold": 2, "fail_recall": 0.99}, {"fold": 3, "fail_recall": 0.53}]
+    verdict = judge([0.95, 0.95, 0.95], gate, short, target_recall=0.95)
+    assert not verdict.passed and "fold 3: 0.530" in verdict.reasons[-1]
+    assert not judge([0.95, 0.95], gate, [], target_recall=0.95).passed  # nothing validated: no pass
+
+
+def test_bootstrap_interval_brackets_the_auc_and_narrows_with_more_data():
+    from defectflow.evaluation.intervals import bootstrap_auc_ci
+    from defectflow.evaluation.metrics import auc
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (60, 600):
+        y = rng.integers(0, 2, n)
+        p = rng.normal(size=n) + y
+        lo, hi = bootstrap_auc_ci(y, p, rounds=300, seed=1)
+        assert lo < auc(y, p) < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+
+
+def test_per_camera_auc_shows_a_camera_scored_below_chance():
+    from defectflow.evaluation.cameras import per_camera_auc
+
+    oof = _oof({1: ([1, 0, 1, 0], [0.9, 0.1, 0.2, 0.8]), 2: ([1, 0, 0, 0], [0.9, 0.1, 0.3, 0.25])},
+               cameras=["mono", "mono", "poly", "poly", "mono", "mono", "poly", "poly"])
+    cams = {c["camera_id"]: c for c in per_camera_auc(oof)}
+    assert cams["mono"]["auc"] == 1.0 and cams["poly"]["auc"] == 0.0
+    assert cams["poly"]["fold_auc"] == {1: 0.0, 2: None}  # fold 2 has no poly fail: AUC undefined

@@ -135,3 +135,86 @@ def test_the_anomaly_head_sees_only_its_folds_pass_images(tmp_path):
     a3, b3 = baseline[baseline["fold"] == 3], scrambled[scrambled["fold"] == 3]
     assert not np.array_equal(a3["novelty_threshold"].to_numpy(), b3["novelty_threshold"].to_numpy())
     assert baseline["novel"].any()
+
+
+def _image_frame(root, n: int, seed: int, future_from: int | None = None):
+    """Small PNGs (a bright square marks a fail) with a time-ordered metadata frame like train's.
+    From row `future_from` on, images are different noise and labels flipped (a scrambled future)."""
+    from PIL import Image
+
+    from defectflow.hashing import sha256_file
+
+    y = (np.arange(n) % 3 == 0).astype(np.int8)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        scrambled = future_from is not None and i >= future_from
+        pix = np.random.default_rng((seed if scrambled else 0) * 1000 + i).integers(0, 120, (24, 24, 3))
+        if y[i] and not scrambled:
+            pix[6:14, 6:14] = 250
+        Image.fromarray(pix.astype(np.uint8)).save(root / f"img{i:03d}.png")
+        paths.append(f"img{i:03d}.png")
+    if future_from is not None:
+        y[future_from:] = 1 - y[future_from:]
+    t = pd.Timestamp("2026-09-01", tz="UTC") + pd.to_timedelta(np.arange(n) * 60, unit="min")
+    meta = pd.DataFrame({"path": paths, "sha256": [sha256_file(root / p) for p in paths], "captured_at": t,
+                         "board_id": (np.arange(n) // 3).astype(str), "camera_id": "c1",
+                         "label": np.where(y == 1, "fail", "pass")})
+    return meta, y
+
+
+def test_finetuned_fold_features_come_only_from_the_fold_training_window(tmp_path):
+    """featurize.mode=finetune: fold k's backbone is fine-tuned on fold k's training window only.
+    Replace every image and flip every label from fold 1's test window on: fold 1's fine-tuned
+    weights (retrained from scratch in a fresh cache) and its training features are bit-identical."""
+    import dataclasses
+    import json
+
+    from defectflow.features.finetune import weights_key
+    from defectflow.features.tuned import FoldFeaturizer, labelled_rows
+    from defectflow.params import FeaturizeParams
+    from defectflow.workdir import Workdir
+
+    n = 60
+    meta, y = _image_frame(tmp_path / "a", n, seed=1)
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=2)
+    fold = folds[0]
+    meta2, y2 = _image_frame(tmp_path / "b", n, seed=2, future_from=int(fold.test_idx.min()))
+    featurize = FeaturizeParams(weights="none", image_size=16, batch_size=16, num_workers=0, mode="finetune",
+                                finetune={"epochs": 1, "batch_size": 10, "val_fraction": 0.25})
+
+    def run(meta_, data, work):
+        record = {"params": dataclasses.asdict(featurize), "seed": 3, "data_dir": str(tmp_path / data)}
+        return FoldFeaturizer(record, meta_, Workdir(tmp_path / work), progress=False)(fold)
+
+    X1, info1 = run(meta, "a", "w1")
+    X2, info2 = run(meta2, "b", "w2")
+    sidecar = json.loads((tmp_path / "w1" / "feature_store" / "finetuned" / info1["finetuned_weights"])
+                         .with_suffix(".json").read_text())
+    assert sidecar["n_rows"] == info1["finetune_rows"] == len(fold.train_idx)
+    outside = np.setdiff1d(np.arange(n), np.r_[fold.train_idx, fold.test_idx])
+    assert np.isnan(X1[outside]).all()  # rows outside the fold are never featurized
+    assert info1["finetuned_weights"] == info2["finetuned_weights"]
+    np.testing.assert_array_equal(X1[fold.train_idx], X2[fold.train_idx])
+    # The check has teeth: the next fold trains on the scrambled rows, so its weights key differs.
+    ft = featurize.finetune_params()
+    keys = [weights_key("mobilenet_v2", "none", 16, ft, 3, labelled_rows(m.iloc[folds[1].train_idx], tmp_path / d))
+            for m, d in ((meta, "a"), (meta2, "b"))]
+    assert keys[0] != keys[1]
+
+
+def test_a_fold_whose_early_stopping_collapses_is_refit_with_min_rounds():
+    """A validation slice with no signal stops early stopping after one round; train.min_rounds
+    refits that fold, and folds.json keeps both numbers."""
+    meta, X, y = _frame()
+    rng = np.random.default_rng(5)
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=2)
+    lgbm = {"n_estimators": 80, "num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 5}
+    X_noise = rng.normal(size=X.shape).astype(np.float32)  # nothing to learn: validation loss rises at once
+    floor = TrainParams(n_folds=2, early_stopping_rounds=5, min_rounds=30, lgbm=lgbm)
+    _, records = cross_validate(meta, X_noise, y, folds, floor, seed=1)
+    assert all(r["best_iteration"] < 30 for r in records)
+    assert all(r["rounds_used"] == 30 for r in records)
+    _, unfloored = cross_validate(meta, X_noise, y, folds, TrainParams(n_folds=2, early_stopping_rounds=5,
+                                                                       min_rounds=0, lgbm=lgbm), seed=1)
+    assert [r["rounds_used"] for r in unfloored] == [r["best_iteration"] for r in records]

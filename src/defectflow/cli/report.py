@@ -17,16 +17,26 @@ def fold_table(metrics: dict) -> Table:
     table.add_column("n_train", justify="right")
     table.add_column("n_test", justify="right")
     table.add_column("AUC", justify="right", footer=f"{metrics['mean_auc']:.4f}")
+    table.add_column("95 % CI", justify="right")
+    table.add_column("rounds", justify="right")
+    table.add_column("fwd recall", justify="right")
+    table.add_column("fwd no review", justify="right")
+    forward = {f["fold"]: f for f in metrics.get("forward", [])}
     for f in metrics["folds"]:
         window = f"{str(f['test_start'])[:10]} → {str(f['test_end'])[:10]}"
-        table.add_row(str(f["fold"]), window, str(f["n_train"]), str(f["n_test"]), f"{f['auc']:.4f}")
+        ci = f.get("auc_ci95")
+        fwd = forward.get(f["fold"])
+        table.add_row(str(f["fold"]), window, str(f["n_train"]), str(f["n_test"]), f"{f['auc']:.4f}",
+                      f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "–", str(f.get("rounds_used") or "–"),
+                      f"{fwd['fail_recall']:.3f} ({fwd['missed_fails']} missed)" if fwd else "–",
+                      f"{fwd['review_reduction']:.1%}" if fwd else "–")
     return table
 
 
 def render_run(summary: dict) -> str:
     """The text `defectflow pipeline` prints at the end of a run."""
     buf = io.StringIO()
-    console = Console(file=buf, width=100, force_terminal=False)
+    console = Console(file=buf, width=130, force_terminal=False)
     metrics = summary["evaluate"]
     console.print(fold_table(metrics))
     gate = metrics["gate"]

@@ -16,8 +16,10 @@ class GateVerdict:
         return {"passed": self.passed, "reasons": self.reasons}
 
 
-def judge(fold_aucs: list[float], gate: GateParams) -> GateVerdict:
-    """Pass when mean AUC ≥ gate.min_auc and no fold is below gate.min_fold_auc.
+def judge(fold_aucs: list[float], gate: GateParams, forward: list[dict] | None = None,
+          target_recall: float | None = None) -> GateVerdict:
+    """Pass when mean AUC ≥ gate.min_auc, no fold is below gate.min_fold_auc and, given the
+    forward operating points, every fold's realized fail recall ≥ target − gate.recall_tolerance.
 
     Every check contributes a reason, passed or not, so the verdict explains itself.
     """
@@ -35,4 +37,21 @@ def judge(fold_aucs: list[float], gate: GateParams) -> GateVerdict:
         reasons.append(f"fold AUC below {gate.min_fold_auc} (gate.min_fold_auc): {listed}")
     else:
         reasons.append(f"every fold AUC ≥ {gate.min_fold_auc} (lowest {min(fold_aucs):.4f})")
+    if forward is not None and target_recall is not None:
+        recall_ok, reason = _forward_recall(forward, target_recall, gate.recall_tolerance)
+        passed = passed and recall_ok
+        reasons.append(reason)
     return GateVerdict(passed, reasons)
+
+
+def _forward_recall(forward: list[dict], target: float, tolerance: float) -> tuple[bool, str]:
+    floor = round(target - tolerance, 6)
+    if not forward:
+        return False, "no fold has earlier folds to choose a threshold from: the recall cannot be validated forward"
+    short = [(f["fold"], f["fail_recall"]) for f in forward if f["fail_recall"] < floor - 1e-9]
+    if short:
+        listed = ", ".join(f"fold {k}: {r:.3f}" for k, r in short)
+        return False, (f"forward fail recall below {floor} (target {target} − gate.recall_tolerance {tolerance}): "
+                       f"{listed}")
+    lowest = min(f["fail_recall"] for f in forward)
+    return True, f"forward fail recall ≥ {floor} on every fold (lowest {lowest:.3f})"

@@ -23,25 +23,46 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
-def operating_point(y: np.ndarray, p: np.ndarray, target_recall: float) -> OperatingPoint:
-    """The highest threshold whose fail recall (p ≥ threshold flagged) reaches `target_recall`.
+THRESHOLD_METHODS = ("empirical", "conformal")
+
+
+def recall_threshold(y: np.ndarray, p: np.ndarray, target_recall: float, method: str = "empirical") -> float:
+    """The highest threshold whose fail recall (p ≥ threshold flagged) reaches `target_recall` on (y, p).
+
+    `empirical` flags the top ceil(target · n_fail) fails of these predictions. `conformal` flags
+    the top ceil(target · (n_fail + 1)): for a new fail exchangeable with these, P(flagged) ≥ target
+    (a finite-sample bound; with too few fails to reach it, everything is flagged).
+    """
+    if method not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold method {method!r} is not one of {', '.join(THRESHOLD_METHODS)}")
+    y = np.asarray(y).astype(bool)
+    fails = np.sort(np.asarray(p, dtype=float)[y])[::-1]
+    if len(fails) == 0:
+        raise ValueError("no fail examples: the operating threshold is undefined")
+    n = len(fails) + (method == "conformal")
+    needed = int(np.ceil(target_recall * n - 1e-9))
+    if needed > len(fails):
+        return 0.0
+    return float(fails[max(needed, 1) - 1])
+
+
+def measure_at(y: np.ndarray, p: np.ndarray, threshold: float) -> OperatingPoint:
+    """Fail recall, review reduction and missed fails when p ≥ threshold is flagged for review."""
+    y = np.asarray(y).astype(bool)
+    flagged = np.asarray(p, dtype=float) >= threshold
+    return OperatingPoint(
+        threshold=float(threshold),
+        fail_recall=float(flagged[y].mean()) if y.any() else float("nan"),
+        review_reduction=float((~flagged).mean()),
+        missed_fails=int((~flagged[y]).sum()),
+        n=int(len(flagged)),
+    )
+
+
+def operating_point(y: np.ndarray, p: np.ndarray, target_recall: float, method: str = "empirical") -> OperatingPoint:
+    """The operating point at `recall_threshold` (see there), measured on the same predictions.
 
     Higher thresholds flag fewer images, so the highest admissible one gives the largest
     review reduction without letting more defects through than the target allows.
     """
-    y = np.asarray(y).astype(bool)
-    p = np.asarray(p, dtype=float)
-    fails = np.sort(p[y])[::-1]
-    if len(fails) == 0:
-        raise ValueError("no fail examples: the operating threshold is undefined")
-    # Flag the top ceil(target * n_fail) fails: the threshold is the score of the last one needed.
-    needed = int(np.ceil(target_recall * len(fails) - 1e-9))
-    threshold = float(fails[max(needed, 1) - 1])
-    flagged = p >= threshold
-    return OperatingPoint(
-        threshold=threshold,
-        fail_recall=float(flagged[y].mean()),
-        review_reduction=float((~flagged).mean()),
-        missed_fails=int((~flagged[y]).sum()),
-        n=int(len(p)),
-    )
+    return measure_at(y, p, recall_threshold(y, p, target_recall, method))

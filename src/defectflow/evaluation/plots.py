@@ -46,10 +46,14 @@ def auc_over_time(folds: list[dict], gate: GateParams, path: Path) -> None:
     fig, ax = _figure()
     ends = pd.to_datetime([f["test_end"] for f in folds])
     aucs = [f["auc"] for f in folds]
-    ax.plot(ends, aucs, marker="o", label="fold AUC (test window end)")
+    ci = np.array([f.get("auc_ci95", [a, a]) for f, a in zip(folds, aucs, strict=True)])
+    yerr = np.clip([np.subtract(aucs, ci[:, 0]), np.subtract(ci[:, 1], aucs)], 0, None)
+    ax.errorbar(ends, aucs, yerr=yerr, marker="o", capsize=4,
+                label="fold AUC, bootstrap 95 % interval (test window end)")
     ax.axhline(gate.min_auc, color="tab:red", ls="--", label=f"gate mean ≥ {gate.min_auc}")
     ax.axhline(gate.min_fold_auc, color="tab:orange", ls=":", label=f"fold floor ≥ {gate.min_fold_auc}")
-    ax.set(ylabel="AUC", title="AUC over time (expanding-window CV)", ylim=(min(min(aucs), gate.min_fold_auc) - 0.05, 1.0))
+    ax.set(ylabel="AUC", title="AUC over time (expanding-window CV)",
+           ylim=(min(ci.min(), gate.min_fold_auc) - 0.05, 1.0))
     ax.legend(loc="lower left")
     fig.autofmt_xdate()
     _save(fig, path)
@@ -65,5 +69,19 @@ def review_tradeoff(y: np.ndarray, p: np.ndarray, threshold: float, path: Path) 
     ax.scatter([(p < threshold).mean()], [(p[y == 1] >= threshold).mean()], color="tab:red", zorder=3,
                label=f"operating threshold {threshold:.3f}")
     ax.set(xlabel="share of images no longer reviewed", ylabel="fail recall", title="Review reduction vs recall")
+    ax.legend(loc="lower left")
+    _save(fig, path)
+
+
+def forward_recall(forward: list[dict], target: float, tolerance: float, path: Path) -> None:
+    """Realized fail recall and review reduction per fold, each at the threshold chosen before it."""
+    fig, ax = _figure()
+    folds = [f["fold"] for f in forward]
+    ax.plot(folds, [f["fail_recall"] for f in forward], marker="o", label="fail recall (threshold from earlier folds)")
+    ax.plot(folds, [f["review_reduction"] for f in forward], marker="s", label="share no longer reviewed")
+    ax.axhline(target, color="tab:green", ls="--", label=f"target recall {target}")
+    ax.axhline(target - tolerance, color="tab:red", ls=":", label=f"gate floor {target - tolerance:.2f}")
+    ax.set(xlabel="fold", ylabel="share", ylim=(0, 1.02), title="Forward-validated operating point")
+    ax.set_xticks(folds)
     ax.legend(loc="lower left")
     _save(fig, path)

@@ -46,6 +46,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     from defectflow.features.backbones import backbone_spec, build_backbone
     from defectflow.features.extract import FeatureExtractor
     from defectflow.features.store import FeatureStore
+    from defectflow.features.tuned import check_mode, finetune_for_manifest
 
     if not workdir.manifest.exists():
         raise DefectflowError(f"{workdir.manifest} not found: run `defectflow validate` first")
@@ -53,6 +54,10 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     if images.empty:
         raise DefectflowError("the manifest has no usable images (all quarantined?); see reports/validation.json")
 
+    check_mode(params)
+    finetune = None
+    if params.mode == "finetune":  # the backbone is fine-tuned on the labelled rows first (features/tuned.py)
+        params, finetune = finetune_for_manifest(data_dir, workdir, params, seed, progress)
     spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
     store = FeatureStore(workdir.feature_store, spec)
     todo = store.missing(images["sha256"])
@@ -101,5 +106,6 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         "images_per_s": round(len(todo) / seconds, 1) if todo and seconds > 0 else None,
         "features_path": str(workdir.features),
     }
-    atomic.write_json(workdir.features_spec, {"spec": spec.to_dict(), "run": summary})
+    atomic.write_json(workdir.features_spec, {"spec": spec.to_dict(), "run": summary,
+                                              **({"finetune": finetune} if finetune else {})})
     return summary

@@ -32,9 +32,12 @@ def _bundle(workdir: Workdir, featurize: FeaturizeParams, seed: int, threshold: 
     import torch
 
     from defectflow.features.backbones import build_backbone
+    from defectflow.features.tuned import finetune_record
 
     spec = json.loads((workdir.model_dir / "spec.json").read_text())
-    model, backbone_spec = build_backbone(featurize.backbone, featurize.weights, featurize.image_size, seed)
+    tuned = finetune_record(workdir)  # featurize.mode=finetune: the weights fine-tuned on all labelled rows
+    weights = tuned["weights_path"] if tuned else featurize.weights
+    model, backbone_spec = build_backbone(featurize.backbone, weights, featurize.image_size, seed)
     if backbone_spec.featurizer_id != spec["featurizer"]["featurizer_id"]:
         raise DefectflowError(
             f"the model was trained on features from {spec['featurizer']['featurizer_id']} but params now "

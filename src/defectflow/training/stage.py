@@ -15,6 +15,7 @@ from defectflow import atomic
 from defectflow.anomaly.cv import AnomalyCV
 from defectflow.distributed.train_dask import BoosterFitter, booster_fitter
 from defectflow.errors import DefectflowError
+from defectflow.features.tuned import FoldFeaturizer, finetune_record
 from defectflow.params import ExecutorParams, TrainParams
 from defectflow.params import AnomalyParams
 from defectflow.training.booster import best_rounds, fit_booster
@@ -46,16 +47,20 @@ def load_training_table(workdir: Workdir) -> tuple[pd.DataFrame, np.ndarray, np.
 
 def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list[Fold],
                    params: TrainParams, seed: int, fit: BoosterFitter = fit_booster,
-                   anomaly: AnomalyCV | None = None) -> tuple[pd.DataFrame, list[dict]]:
+                   anomaly: AnomalyCV | None = None, fold_features=None) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold fail probabilities: each fold's model sees only its own training window.
 
     `fit` grows each booster: `fit_booster` here, or its Dask twin (distributed.train_dask).
     With `anomaly`, each fold also fits the anomaly head on its window's pass images (its score
     may be one more feature) and its out-of-fold rows gain `anomaly_score` and `novel`.
+    `fold_features(fold) -> (X, info)` gives a fold its own features (a backbone fine-tuned on
+    that fold's training window: features.tuned.FoldFeaturizer); None uses `X` for every fold.
     """
+    X_all = X
     oof_parts, records = [], []
     # Progress on stderr: stdout carries the --json summary.
     for fold in track(folds, description="time-split CV", console=Console(stderr=True)):
+        X, info = fold_features(fold) if fold_features is not None else (X_all, {})
         tr_meta = meta.iloc[fold.train_idx]
         fit_pos, val_pos = inner_validation_split(tr_meta["captured_at"], tr_meta["board_id"], params.val_fraction)
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
@@ -63,7 +68,12 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
         Xk, scores = head.features(X, fold.test_idx) if head else (X, None)
         booster = fit(Xk[fit_idx], y[fit_idx], params.lgbm, seed, X_val=Xk[val_idx], y_val=y[val_idx],
                       early_stopping_rounds=params.early_stopping_rounds)
-        rounds = best_rounds(booster)
+        best = best_rounds(booster)
+        rounds = max(best, params.min_rounds)
+        if best < params.min_rounds:  # an unrepresentative validation slice must not collapse the fold model
+            log.warning("fold %d: early stopping chose %d rounds (< train.min_rounds=%d); refit with %d",
+                        fold.index, best, params.min_rounds, rounds)
+            booster = fit(Xk[fit_idx], y[fit_idx], params.lgbm, seed, num_boost_round=rounds)
         part = meta.iloc[fold.test_idx].copy()
         part["y"] = y[fold.test_idx]
         part["fold"] = fold.index
@@ -75,7 +85,8 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
             "fold": fold.index, "n_train": int(len(fold.train_idx)), "n_fit": int(len(fit_idx)),
             "n_val": int(len(val_idx)), "n_test": int(len(fold.test_idx)),
             "train_end": meta["captured_at"].iloc[fold.train_idx].max(),
-            "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": rounds,
+            "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": best, "rounds_used": rounds,
+            **info,
         })
         log.info("fold %d: %d train / %d test, %d rounds", fold.index, len(fold.train_idx), len(fold.test_idx), rounds)
     return pd.concat(oof_parts, ignore_index=True), records
@@ -92,9 +103,12 @@ def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorPa
     anomaly_cv = AnomalyCV.for_table(workdir, meta, anomaly, seed) if anomaly and anomaly.enabled else None
     folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=params.n_folds,
                              gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
+    record = finetune_record(workdir)
+    fold_features = FoldFeaturizer(record, meta, workdir) if record else None
     with booster_fitter(executor) as fit:
-        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit, anomaly=anomaly_cv)
-        final_rounds = max(10, int(np.median([r["best_iteration"] for r in records])))
+        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit, anomaly=anomaly_cv,
+                                      fold_features=fold_features)
+        final_rounds = max(params.min_rounds, int(np.median([r["rounds_used"] for r in records])))
         head = anomaly_cv.fit(np.arange(len(y)), y) if anomaly_cv else None
         booster = fit(head.features(X, np.arange(0))[0] if head else X, y, params.lgbm, seed,
                       num_boost_round=final_rounds)

@@ -1,0 +1,20 @@
+"""The parameter variants the benchmark compares: each is a set of params.yaml overrides on top
+of the shipped params.yaml, so whatever wins is one `--set` (or one params.yaml edit) away."""
+
+from __future__ import annotations
+
+# name → (what it changes, --set overrides)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "baseline": ("shipped params.yaml (MobileNetV2 ImageNet, 224 px, frozen)", []),
+    "conformal": ("baseline + conformal threshold rule", ["evaluate.threshold_method=conformal"]),
+    "margin02": ("baseline + threshold rule aims at target + 0.02", ["evaluate.recall_margin=0.02"]),
+    "res300": ("frozen MobileNetV2 at ELPV's native 300 px", ["featurize.image_size=300"]),
+    "min_rounds0": ("baseline without the early-stopping floor (train.min_rounds=0)", ["train.min_rounds=0"]),
+}
+
+
+def overrides_for(names: list[str]) -> list[tuple[str, str, list[str]]]:
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    return [(n, *VARIANTS[n]) for n in names]
