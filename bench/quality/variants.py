@@ -6,8 +6,10 @@ from __future__ import annotations
 # name → (what it changes, --set overrides)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("shipped params.yaml (MobileNetV2 ImageNet, 224 px, frozen)", []),
-    "conformal": ("baseline + conformal threshold rule", ["evaluate.threshold_method=conformal"]),
-    "margin02": ("baseline + threshold rule aims at target + 0.02", ["evaluate.recall_margin=0.02"]),
+    "empirical": ("baseline with the plain empirical threshold rule", ["evaluate.threshold_method=empirical"]),
+    "conformal": ("baseline with the conformal (n+1) threshold rule", ["evaluate.threshold_method=conformal"]),
+    "margin02": ("empirical threshold rule aiming at target + 0.02",
+                 ["evaluate.threshold_method=empirical", "evaluate.recall_margin=0.02"]),
     "res300": ("frozen MobileNetV2 at ELPV's native 300 px", ["featurize.image_size=300"]),
     "min_rounds0": ("baseline without the early-stopping floor (train.min_rounds=0)", ["train.min_rounds=0"]),
 }

@@ -133,8 +133,9 @@ class ExecutorParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     target_fail_recall: float = 0.95
-    threshold_method: str = "empirical"  # empirical | conformal (finite-sample recall bound); see evaluation/forward.py
+    threshold_method: str = "lower_bound"  # empirical | conformal | lower_bound; see evaluation/metrics.py
     recall_margin: float = 0.0           # the threshold rule aims at target + margin
+    recall_confidence: float = 0.95      # lower_bound: P(recall ≥ target) over the calibration fails
     bootstrap_rounds: int = 1000         # resamples for the fold AUC 95 % intervals
     bootstrap_seed: int = 0
 

@@ -114,3 +114,24 @@ def test_per_camera_auc_shows_a_camera_scored_below_chance():
     cams = {c["camera_id"]: c for c in per_camera_auc(oof)}
     assert cams["mono"]["auc"] == 1.0 and cams["poly"]["auc"] == 0.0
     assert cams["poly"]["fold_auc"] == {1: 0.0, 2: None}  # fold 2 has no poly fail: AUC undefined
+
+
+def test_lower_bound_rule_flags_enough_fails_for_the_confidence_asked():
+    """With n exchangeable fails, the k-th highest score as threshold has recall ~ Beta(k, n+1-k):
+    the rule takes the smallest k with P(recall ≥ target) ≥ confidence, which a simulation confirms."""
+    from scipy.stats import beta
+
+    from defectflow.evaluation.metrics import recall_threshold
+
+    rng = np.random.default_rng(0)
+    n, target, confidence = 200, 0.9, 0.95
+    y = np.ones(n, dtype=int)
+    p = rng.random(n)
+    threshold = recall_threshold(y, p, target, "lower_bound", confidence)
+    k = int((p >= threshold).sum())
+    assert beta.sf(target, k, n + 1 - k) >= confidence > beta.sf(target, k - 1, n + 2 - k)
+    assert k > np.ceil(target * n)  # stricter than the empirical quantile
+    # Simulated: fresh fails from the same distribution are caught at ≥ target in ≥ ~95 % of draws.
+    held = [(rng.random(n) >= np.sort(rng.random(n))[::-1][k - 1]).mean() >= target for _ in range(400)]
+    assert np.mean(held) > 0.9
+    assert recall_threshold(np.ones(5), np.linspace(0, 1, 5), 0.95, "lower_bound") == 0.0  # too few: flag all

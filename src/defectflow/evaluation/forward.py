@@ -22,7 +22,7 @@ def rule_target(target_recall: float, margin: float) -> float:
 
 
 def forward_points(oof: pd.DataFrame, target_recall: float, method: str = "empirical",
-                   margin: float = 0.0) -> list[dict]:
+                   margin: float = 0.0, confidence: float = 0.95) -> list[dict]:
     """One record per fold that has earlier folds with fails: the threshold from those folds'
     predictions and what it realizes on this fold (fold, threshold, fail_recall,
     review_reduction, missed_fails, n_fail, n)."""
@@ -33,7 +33,7 @@ def forward_points(oof: pd.DataFrame, target_recall: float, method: str = "empir
         past, now = oof[oof["fold"] < fold], oof[oof["fold"] == fold]
         if not past["y"].any() or not now["y"].any():
             continue  # no fail to calibrate on, or none to measure recall on
-        threshold = recall_threshold(past["y"].to_numpy(), past["p_fail"].to_numpy(), aim, method)
+        threshold = recall_threshold(past["y"].to_numpy(), past["p_fail"].to_numpy(), aim, method, confidence)
         op = measure_at(now["y"].to_numpy(), now["p_fail"].to_numpy(), threshold)
         records.append({"fold": int(fold), "threshold": op.threshold, "fail_recall": round(op.fail_recall, 6),
                         "review_reduction": round(op.review_reduction, 6), "missed_fails": op.missed_fails,

@@ -38,8 +38,10 @@ def evaluate(workdir: Workdir, params: EvaluateParams, gate: GateParams) -> dict
     ]
     y, p = oof["y"].to_numpy(), oof["p_fail"].to_numpy()
     # The shipped threshold: the rule the forward evaluation below validates, on every fold's predictions.
-    op = operating_point(y, p, rule_target(params.target_fail_recall, params.recall_margin), params.threshold_method)
-    forward = forward_points(oof, params.target_fail_recall, params.threshold_method, params.recall_margin)
+    op = operating_point(y, p, rule_target(params.target_fail_recall, params.recall_margin), params.threshold_method,
+                         params.recall_confidence)
+    forward = forward_points(oof, params.target_fail_recall, params.threshold_method, params.recall_margin,
+                             params.recall_confidence)
     aucs = [f["auc"] for f in folds]
     verdict = judge(aucs, gate, forward, params.target_fail_recall)
     metrics = {
