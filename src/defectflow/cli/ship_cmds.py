@@ -51,11 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
-    from defectflow.registry.tracking import tracking_uri
+    """The registry the model comes from, after checking it answers (exit 7 at once, not after minutes)."""
+    from defectflow.registry.tracking import tracking_reachable, tracking_uri
 
     params = load_params(args)
     _, workdir = resolve_dirs(args, params)
-    return tracking_uri(params.section("register", RegisterParams), workdir)
+    uri = tracking_uri(params.section("register", RegisterParams), workdir)
+    tracking_reachable(uri)
+    return uri
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 from defectflow.registry.promote import CHAMPION, GATE_TAG
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
                 run_id=mv.run_id,
             ))
     except (MlflowException, OSError) as exc:
-        where = redact_uri(client.tracking_uri)
+        where = redact_url(client.tracking_uri)
         log.warning("model registry at %s unavailable: %s", where, exc)
         return ModelHistory(name, error=f"model registry at {where} unavailable: {type(exc).__name__}")
     return ModelHistory(name, sorted(infos, key=lambda v: int(v.version)))
