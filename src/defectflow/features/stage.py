@@ -50,6 +50,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
 
     spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
     store = FeatureStore(workdir.feature_store, spec)
+    store.remove_orphans()  # left by a run killed mid-write; the folder is a DVC output
     todo = store.missing(images["sha256"])
     path_of = dict(zip(images["sha256"], images["path"], strict=True))
 
