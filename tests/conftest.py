@@ -14,6 +14,7 @@ os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.services",
+    "tests.fixtures.postgres",
     "tests.fixtures.dask_cluster",
     "tests.fixtures.azurite",
     "tests.fixtures.pipeline",

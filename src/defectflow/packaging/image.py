@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import platform
 import secrets
 import shutil
 import subprocess
@@ -40,6 +41,10 @@ BASE_FROM_DEBOOTSTRAP = "debootstrap"
 CONTAINER_PORT_ENV = "DEFECTFLOW_PORT"
 SMOKE_TIMEOUT_S = 90
 DIGEST_TAG = "container_image"
+# The interpreter and C library inside the image (Debian bookworm's python3, glibc 2.36): the
+# wheelhouse is downloaded for them, not for whatever Python runs the build on the host.
+IMAGE_PYTHON = "3.11"
+IMAGE_GLIBC_MINOR = 36
 
 
 class ImageBuildError(DefectflowError):
@@ -132,12 +137,13 @@ def _bundle(model_uri: str | None, bundle_dir: Path | None, target: Path, tracki
 
 def _wheelhouse(target: Path, cache_root: Path) -> None:
     """Wheels of the service's runtime deps (cached, keyed by the pinned requirements) + defectflow itself."""
+    target_args = image_target_args()
     key = hashlib.sha256(SERVING_REQUIREMENTS.read_bytes() + CONSTRAINTS.read_bytes()
-                         + sys.version.encode()).hexdigest()[:16]
+                         + " ".join(target_args).encode()).hexdigest()[:16]
     cached = cache_root / key
     if not cached.exists():
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(cache_root)))
-        _pip("download", "--only-binary=:all:", "-d", str(staging), "-c", str(CONSTRAINTS),
+        _pip("download", "--only-binary=:all:", *target_args, "-d", str(staging), "-c", str(CONSTRAINTS),
              "-r", str(SERVING_REQUIREMENTS))
         staging.rename(cached)
     shutil.copytree(cached, target)
@@ -148,6 +154,17 @@ def _wheelhouse(target: Path, cache_root: Path) -> None:
         shutil.copytree(REPO_ROOT / "src", Path(src) / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(target), src)
     shutil.copy(SERVING_REQUIREMENTS, target / "requirements.txt")
+
+
+def image_target_args(machine: str | None = None) -> list[str]:
+    """pip options selecting wheels for the image's CPython and glibc on this machine's architecture
+    (the build runs natively, so the image has the host's architecture)."""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get((machine or platform.machine()).lower(),
+                                                       (machine or platform.machine()).lower())
+    platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(IMAGE_GLIBC_MINOR, 16, -1)]
+    platforms.append(f"manylinux2014_{arch}")  # pip adds manylinux2010 and manylinux1 for it
+    return ["--python-version", IMAGE_PYTHON, "--implementation", "cp", "--abi", f"cp{IMAGE_PYTHON.replace('.', '')}",
+            *(arg for p in platforms for arg in ("--platform", p))]
 
 
 def _mkdir(path: Path) -> Path:
