@@ -4,7 +4,8 @@
 #   install-system-deps.sh        what `make test` needs on top: a Docker engine + registry (and debootstrap
 #                                 to make a base image offline), headless Chromium, Node.js + npm and the
 #                                 Azurite blob emulator (npm, into ./node_modules), and PostgreSQL (the
-#                                 test suite starts its own throwaway cluster with initdb + pg_ctl).
+#                                 test suite starts its own throwaway cluster with initdb + pg_ctl), and
+#                                 kubectl (Debian's kubernetes-client) for `kubectl kustomize` of infra/k8s.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ if [ "$level" = full ]; then
   # Node.js/npm and PostgreSQL may come from elsewhere (NodeSource, PGDG): what counts is the commands.
   command -v npm >/dev/null 2>&1 || { need nodejs; need npm; }
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need postgresql
+  command -v kubectl >/dev/null 2>&1 || need kubernetes-client  # `kubectl kustomize` checks infra/k8s
   # Ubuntu's "chromium" is a snap wrapper that does not run without snapd; Debian's is the real browser.
   if grep -qi '^ID=debian' /etc/os-release; then need chromium; fi
 fi

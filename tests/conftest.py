@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.dask_cluster",
     "tests.fixtures.azurite",
     "tests.fixtures.pipeline",
+    "tests.fixtures.demo",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prefect_server",
     "tests.fixtures.scoring_model",
