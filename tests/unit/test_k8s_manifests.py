@@ -155,7 +155,7 @@ def test_probes_hit_real_routes_and_commands_parse(tmp_path):
     assert parsed.func is score_cmds.run_dashboard
     assert parsed.port == dashboard["ports"][0]["containerPort"]
     config = docs[("ConfigMap", "defectflow-config")]["data"]
-    assert config["SCORING_INPUT"].startswith("azure://") and config["SCORING_MODEL"].startswith("models:/")
+    assert config["SCORING_INPUT"].startswith("azure://") and config["SCORING_MODEL"] == "/opt/defectflow/model"
 
 
 @pytest.mark.integration  # needs kubectl: `make test` installs it (Debian's kubernetes-client) before this tier
