@@ -87,6 +87,6 @@ def test_commands_stop_at_once_when_the_registry_is_down(tmp_path, capsys, monke
     start = time.monotonic()
     assert main([command, "--data", str(data), "--workdir", str(work)]) == 7
     err = capsys.readouterr().err
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 60  # MLflow's own retries took ~250 s; imports alone can take 20 s here
     assert "unreachable" in err and "S3cret" not in err and "Traceback" not in err
     assert sorted(p.name for p in work.rglob("*")) == (["cv.json", "metrics"] if command == "register" else [])
