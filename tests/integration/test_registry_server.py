@@ -64,3 +64,17 @@ def test_register_never_writes_the_database_password(trained_pipeline, postgres_
     assert "postgres:***@127.0.0.1" in registered
     for text in (registered, out.out, out.err):
         assert "S3cret" not in text
+
+
+def test_a_password_mlflow_cannot_parse_is_a_clear_config_error(postgres_url, tmp_path, monkeypatch, capsys):
+    """SQLAlchemy reads a raw `[` in the password, MLflow's urllib split does not: exit 2, one
+    line that says what to do, the password nowhere (it used to be a traceback from register)."""
+    from defectflow.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_url("bracket").replace("postgres@", "postgres:S3c[ret@"))
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "cv.json").write_text('{"gate": {"passed": true, "reasons": []}}')
+    assert main(["register", "--data", str(tmp_path), "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "percent-encode" in err and "postgres:***@" in err
+    assert "S3c" not in err and "Traceback" not in err

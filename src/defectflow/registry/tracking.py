@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from defectflow.errors import RegistryUnavailableError
+from defectflow.errors import ConfigError, RegistryUnavailableError
 from defectflow.params import RegisterParams
 from defectflow.redact import http_credentials, redact_url, scrub
 from defectflow.workdir import Workdir
@@ -90,4 +90,7 @@ def use_experiment(params: RegisterParams, workdir: Workdir) -> str:
     except MlflowException as exc:
         raise RegistryUnavailableError(f"MLflow at {redact_url(uri)} refused the experiment "
                                        f"{params.experiment!r}: {scrub(exc.message, uri)}") from None
+    except ValueError as exc:  # MLflow splits the URI with urllib, which rejects e.g. a raw `[` in a password
+        raise ConfigError(f"MLflow cannot read the tracking URI {redact_url(uri)} ({scrub(str(exc), uri)}); "
+                          "percent-encode special characters of the password (for example [ as %5B)") from None
     return uri
