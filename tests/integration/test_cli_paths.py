@@ -28,6 +28,11 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           timeout=600)
 
 
+def dataset_root(defect_model) -> Path:
+    """The folder holding every image of the test model's dataset (they sit in day/camera subfolders)."""
+    return Path(os.path.commonpath(defect_model.images))
+
+
 def test_export_then_score_a_folder_twice(defect_model, tmp_path):
     tracking = {"MLFLOW_TRACKING_URI": defect_model.tracking_uri}
     bundle = tmp_path / "bundle"
@@ -36,7 +41,7 @@ def test_export_then_score_a_folder_twice(defect_model, tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["model_version"] == defect_model.version and (bundle / "model.onnx").stat().st_size > 0
 
-    folder = defect_model.images[0].parent
+    folder = dataset_root(defect_model)
     results = f"sqlite:///{tmp_path / 'results.db'}"
     first = cli("score", "--input", str(folder), "--model", defect_model.model_uri, "--results", results,
                 "--workdir", str(tmp_path / "w"), "--json", env=tracking)
@@ -108,7 +113,7 @@ def test_monitor_judges_the_champion_on_newly_labelled_images(defect_model, tmp_
 def test_scoring_flow_against_the_prefect_server(prefect_server, edge_bundle, defect_model, tmp_path):
     results = f"sqlite:///{tmp_path / 'results.db'}"
     proc = subprocess.run([sys.executable, str(REPO / "flows" / "scoring.py"), "--input",
-                           str(defect_model.images[0].parent), "--model", str(edge_bundle), "--results", results,
+                           str(dataset_root(defect_model)), "--model", str(edge_bundle), "--results", results,
                            "--workdir", str(tmp_path / "w")],
                           capture_output=True, text=True, cwd=REPO, timeout=600,
                           env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"})
