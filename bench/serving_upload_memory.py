@@ -101,7 +101,8 @@ def measure_tree(label: str, src: Path, clients: int, rounds: int, body: bytes, 
             for _ in range(rounds):
                 statuses.update(pool.map(lambda _: _upload(port, body, key), range(clients)))
         elapsed = time.perf_counter() - start
-        return {"tree": label, "src": str(src), "api_key_sent": key is not None, "rss_before_mib": round(rss_before / 1024, 1),
+        return {"tree": label, "src": str(src), "api_key_sent": key is not None,
+                "rss_before_mib": round(rss_before / 1024, 1),
                 "peak_rss_mib": round(_status_kib(proc.pid, "VmHWM") / 1024, 1),
                 "rss_after_mib": round(_status_kib(proc.pid, "VmRSS") / 1024, 1),
                 "statuses": dict(statuses), "seconds": round(elapsed, 1)}
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--mb", type=float, default=19.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/results") / f"serving-upload-memory-{platform.node()}.json")
+    parser.add_argument("--out", type=Path,
+                        default=Path("bench/results") / f"serving-upload-memory-{platform.node()}.json")
     args = parser.parse_args(argv)
     body = _body(args.mb)
     # Without a key (refused: what may anyone make the process hold?) and with it (an oversized

@@ -103,7 +103,8 @@ def open_results(url: str) -> sa.Engine:
     try:
         Base.metadata.create_all(engine)
     except sa.exc.OperationalError as exc:
-        raise ConfigError(f"cannot open the results database {redact_url(engine.url)}: {scrub(str(exc.orig), url)}") from None
+        raise ConfigError(
+            f"cannot open the results database {redact_url(engine.url)}: {scrub(str(exc.orig), url)}") from None
     return engine
 
 

@@ -160,7 +160,8 @@ def create_app(settings: ServingSettings | None = None, *, extra_routers: Sequen
     app.add_middleware(ApiKeyGate, settings=settings, protected=protected)  # outside the size limit: key first
     app.add_middleware(RequestMetrics, metrics=metrics)
     _install_error_handlers(app)
-    routers = [_probe_router(), _api_router(), *extra_routers, *(_import_router(spec) for spec in settings.extra_routers)]
+    routers = [_probe_router(), _api_router(), *extra_routers,
+               *(_import_router(spec) for spec in settings.extra_routers)]
     for router in routers:
         app.include_router(router)
         protected.update({route.path: route for route in router.routes if uses_api_key(route)})
