@@ -75,6 +75,10 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
         where = redact_url(client.tracking_uri)
         log.warning("model registry at %s unavailable: %s", where, exc)
         return ModelHistory(name, error=f"model registry at {where} unavailable: {type(exc).__name__}")
+    except ImportError as exc:  # a database store needs the full MLflow (alembic); the batch image has the client only
+        where = redact_url(client.tracking_uri)
+        return ModelHistory(name, error=f"the model registry at {where} needs the full MLflow package ({exc.name}): "
+                                        "point MLFLOW_TRACKING_URI at the tracking server")
     return ModelHistory(name, sorted(infos, key=lambda v: int(v.version)))
 
 
