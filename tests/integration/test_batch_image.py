@@ -73,7 +73,8 @@ def test_the_manifests_run_the_batch_image_as_built():
     cron = yaml.safe_load((base / "cronjob-scoring.yaml").read_text())
     container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "defectflow-batch"
-    config = yaml.safe_load((base / "configmap.yaml").read_text())["data"]
+    config = next(d for d in yaml.safe_load_all((base / "configmap.yaml").read_text())
+                  if d["metadata"]["name"] == "defectflow-config")["data"]
     assert config["SCORING_MODEL"] == "/opt/defectflow/model"
     assert "COPY bundle/ /opt/defectflow/model/" in KINDS["batch"].dockerfile.read_text()
     dash = yaml.safe_load((base / "dashboard-deployment.yaml").read_text())
