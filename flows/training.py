@@ -193,9 +193,8 @@ def training_flow(data_dir: str | None = None, workdir: str | None = None, param
     from prefect.runtime import flow_run
 
     from defectflow.orchestration.report import mlflow_run_link, training_report
-    from defectflow.redact import redact_uri
-    from defectflow.registry.promote import tracking_reachable
-    from defectflow.registry.tracking import tracking_uri
+    from defectflow.redact import redact_url
+    from defectflow.registry.tracking import tracking_reachable, tracking_uri
 
     logger = get_run_logger()
     params = Params.load(params_file, overrides or [])
@@ -203,7 +202,7 @@ def training_flow(data_dir: str | None = None, workdir: str | None = None, param
     wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
     uri = tracking_uri(params.section("register", RegisterParams), wd)
     tracking_reachable(uri)  # fail before any work when the registry is down: nothing half-done
-    logger.info("data %s, workdir %s, tracking %s", data, wd.root, redact_uri(uri))
+    logger.info("data %s, workdir %s, tracking %s", data, wd.root, redact_url(uri))
 
     if params.get("azure.container"):
         data = ingest_task(params, data)

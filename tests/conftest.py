@@ -14,9 +14,11 @@ os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.services",
+    "tests.fixtures.postgres",
     "tests.fixtures.dask_cluster",
     "tests.fixtures.azurite",
     "tests.fixtures.pipeline",
+    "tests.fixtures.demo",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prefect_server",
     "tests.fixtures.scoring_model",

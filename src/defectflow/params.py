@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from defectflow.errors import ConfigError
+from defectflow.params_check import check_section
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
@@ -231,6 +232,14 @@ class AzureParams:
 
 T = TypeVar("T")
 
+# Every section with a dataclass, checked together by Params.check.
+SECTIONS: dict[str, type] = {
+    "synth": SynthParams, "validate": ValidateParams, "featurize": FeaturizeParams, "train": TrainParams,
+    "executor": ExecutorParams, "evaluate": EvaluateParams, "gate": GateParams, "register": RegisterParams,
+    "promote": PromoteParams, "alerts": AlertsParams, "score": ScoreParams, "dashboard": DashboardParams,
+    "azure": AzureParams, "anomaly": AnomalyParams, "drift": DriftParams,
+}
+
 
 class Params:
     """The parsed params tree with typed access to each stage's section."""
@@ -240,7 +249,7 @@ class Params:
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Params:
-        """Read `path` (default ./params.yaml, else the package defaults) and apply overrides."""
+        """Read `path` (default ./params.yaml, else the package defaults), apply overrides, check every section."""
         path = Path(path) if path else DEFAULT_PARAMS_FILE
         if path.exists():
             try:
@@ -254,7 +263,7 @@ class Params:
         params = cls(tree)
         for item in overrides or []:
             params = params.with_override(item)
-        return params
+        return params.check()
 
     def with_override(self, assignment: str) -> Params:
         """Return a copy with `a.b.c=value` applied; the value is parsed as YAML (so 3, 0.5, true, null work)."""
@@ -290,9 +299,19 @@ class Params:
                 f"known keys are {', '.join(sorted(known))}"
             )
         try:
-            return cls(**raw)
+            built = cls(**raw)
         except TypeError as exc:
             raise ConfigError(f"params section '{name}': {exc}") from None
+        check_section(name, built)
+        return built
+
+    def check(self) -> Params:
+        """Build and check every known section (params_check), so bad values fail before any stage runs."""
+        if not isinstance(self.tree.get("seed", 42), int) or isinstance(self.tree.get("seed", 42), bool):
+            raise ConfigError(f"params seed={self.tree.get('seed')!r} must be a whole number")
+        for name, cls in SECTIONS.items():
+            self.section(name, cls)
+        return self
 
     @property
     def seed(self) -> int:

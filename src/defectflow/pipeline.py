@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectflow.errors import GateFailedError
-from defectflow.params import (EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params, TrainParams,
-                               ValidateParams)
+from defectflow.params import (EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, Params, RegisterParams,
+                               TrainParams, ValidateParams)
 from defectflow.params import AnomalyParams
 from defectflow.workdir import Workdir
 
@@ -18,9 +18,12 @@ def run_pipeline(data_dir: Path, workdir: Workdir, params: Params, progress: boo
     from defectflow.evaluation.stage import evaluate
     from defectflow.features.stage import featurize
     from defectflow.registry.register import register_model
+    from defectflow.registry.tracking import tracking_reachable, tracking_uri
     from defectflow.training.stage import train
     from defectflow.validation.stage import validate
 
+    # The registry is the last stage's target: find out it is down before spending minutes on features.
+    tracking_reachable(tracking_uri(params.section("register", RegisterParams), workdir))
     summary = {"data_dir": str(data_dir), "workdir": str(workdir.root)}
     summary["validate"] = validate(data_dir, workdir, params.section("validate", ValidateParams))
     executor, anomaly = params.section("executor", ExecutorParams), params.section("anomaly", AnomalyParams)

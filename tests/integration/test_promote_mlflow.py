@@ -115,3 +115,47 @@ def test_unreachable_registry_fails_fast_with_a_clear_message(tmp_path, monkeypa
     assert main(["promote", "--version", "1", "--workdir", str(tmp_path)]) == 7
     assert time.monotonic() - started < 30
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_promotion_with_the_sqlite_registry_and_a_real_comparison(trained_pipeline, tmp_path, monkeypatch, capsys):
+    """The local default store answers versions as ints: re-promoting the champion must still be
+    "already champion" (not a self-comparison that records a refusal), the challenger alias goes
+    after promotion, and with the shipped tolerance the measured window AUCs decide."""
+    from mlflow import MlflowClient
+
+    from defectflow.evaluation.stage import evaluate
+    from defectflow.registry.promote import history
+    from defectflow.training.stage import train
+
+    name = "promote-sqlite"
+    data, work = trained_pipeline.data_dir, tmp_path / "work"
+    shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sets = ["--set", f"register.model_name={name}", "--set", f"register.tracking_uri={uri}"]
+    params = fast_params(f"register.model_name={name}", f"register.tracking_uri={uri}")
+    assert register_model(data, Workdir(work), params)["version"] == "1"
+    client = MlflowClient(uri, registry_uri=uri)
+
+    def promote(*extra: str) -> int:
+        return main(["promote", "--data", str(data), "--workdir", str(work), *sets, *extra])
+
+    assert promote() == 0
+    assert "challenger" not in client.get_registered_model(name).aliases
+    assert promote("--version", "1") == 6
+    assert "already the champion" in capsys.readouterr().err
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "promoted"
+    assert [e["action"] for e in history(client, name)] == ["promoted"]
+
+    retrained = fast_params(f"register.model_name={name}", f"register.tracking_uri={uri}",
+                            "train.lgbm.learning_rate=0.2", "train.lgbm.num_leaves=7")
+    train(Workdir(work), retrained.section("train", TrainParams), retrained.seed)
+    evaluate(Workdir(work), retrained.section("evaluate", EvaluateParams), retrained.section("gate", GateParams))
+    assert register_model(data, Workdir(work), retrained)["version"] == "2"
+    code = promote()  # shipped tolerance (0.01): the two measured window AUCs decide
+    event = history(client, name)[-1]
+    m = event["metrics"]
+    earned = m["challenger_window_auc"] - m["champion_window_auc"] >= -m["tolerance"]
+    assert m["tolerance"] == 0.01 and m["window_n"] >= 20
+    assert (code, event["action"]) == ((0, "promoted") if earned else (6, "refused"))
+    assert str(client.get_model_version_by_alias(name, "champion").version) == ("2" if earned else "1")

@@ -11,6 +11,7 @@ import pytest
 
 from defectflow.registry.register import register_model
 from defectflow.workdir import Workdir
+from tests.fixtures.pipeline import FAST_OVERRIDES as FAST
 from tests.fixtures.pipeline import fast_params
 
 pytestmark = pytest.mark.integration
@@ -40,3 +41,40 @@ def test_register_on_postgres_server_and_load_by_alias(trained_pipeline, mlflow_
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])[0]
     assert 0 <= row["fail_probability"] <= 1 and row["decision"] in {"pass", "fail"}
+
+
+def test_register_never_writes_the_database_password(trained_pipeline, postgres_url, tmp_path, monkeypatch, capsys):
+    """A PostgreSQL tracking store whose password holds `/` and `?` (SQLAlchemy reads them raw;
+    urllib took them for the path): the password reaches neither registered.json (kept in git:
+    dvc.yaml marks it cache: false) nor the printed summary. The local server trusts loopback,
+    so any password connects."""
+    from defectflow.cli import main
+
+    work = tmp_path / "work"
+    shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    uri = postgres_url("leak").replace("postgres@", "postgres:S3cret/x?y@")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # a database store keeps artifacts under ./mlruns
+    args = ["register", "--data", str(trained_pipeline.data_dir), "--workdir", str(work),
+            *[a for s in ("register.model_name=pg-secret", *FAST) for a in ("--set", s)]]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    registered = (work / "registered.json").read_text()
+    assert json.loads(registered)["version"] == "1"
+    assert "postgres:***@127.0.0.1" in registered
+    for text in (registered, out.out, out.err):
+        assert "S3cret" not in text
+
+
+def test_a_password_mlflow_cannot_parse_is_a_clear_config_error(postgres_url, tmp_path, monkeypatch, capsys):
+    """SQLAlchemy reads a raw `[` in the password, MLflow's urllib split does not: exit 2, one
+    line that says what to do, the password nowhere (it used to be a traceback from register)."""
+    from defectflow.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_url("bracket").replace("postgres@", "postgres:S3c[ret@"))
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "cv.json").write_text('{"gate": {"passed": true, "reasons": []}}')
+    assert main(["register", "--data", str(tmp_path), "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "percent-encode" in err and "postgres:***@" in err
+    assert "S3c" not in err and "Traceback" not in err

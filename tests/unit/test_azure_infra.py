@@ -1,14 +1,14 @@
-"""infra/azure: the Terraform declares the documented resources and is canonically formatted.
+"""infra/azure: the Terraform declares the documented resources and its HCL parses.
 
-`terraform validate` needs the azurerm provider from the Terraform registry, which this
-machine cannot reach; `terraform fmt` parses the HCL offline, so syntax errors are caught.
+Terraform itself is on neither Debian nor PyPI, and `terraform validate` needs the azurerm
+provider from the Terraform registry, so the files are parsed with python-hcl2 (PyPI):
+syntax errors are caught; `terraform fmt` canonical formatting and provider-schema checks are
+not made here.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,8 +28,20 @@ def test_documented_resources_are_declared():
     assert REQUIRED <= declared_resources()
 
 
-@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
-def test_terraform_is_formatted_and_parses():
-    result = subprocess.run(["terraform", "fmt", "-check", "-diff", "-no-color", str(AZURE_DIR)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+@pytest.mark.parametrize("path", sorted(AZURE_DIR.glob("*.tf")), ids=lambda p: p.name)
+def test_terraform_parses(path):
+    import hcl2
+
+    with path.open() as fh:
+        assert hcl2.load(fh) is not None
+
+
+def test_parsed_resources_match_the_declared_ones():
+    import hcl2
+
+    parsed = set()
+    for path in AZURE_DIR.glob("*.tf"):
+        with path.open() as fh:
+            for block in hcl2.load(fh).get("resource", []):
+                parsed.update(k.strip('"') for k in block)
+    assert parsed == declared_resources()

@@ -11,7 +11,7 @@ import pytest
 
 from defectflow import atomic
 from defectflow.distributed.executor import is_distributed
-from defectflow.distributed.featurize_dask import plan_shards, remove_orphan_temp_files
+from defectflow.distributed.featurize_dask import plan_shards
 from defectflow.distributed.train_dask import early_stopping_iteration
 from defectflow.errors import ConfigError
 from defectflow.params import ExecutorParams, Params
@@ -51,6 +51,11 @@ def test_shards_depend_on_content_not_on_row_order():
 
 
 def test_orphan_temp_files_of_killed_writers_are_removed_and_nothing_else(tmp_path):
+    from defectflow.features.backbones import backbone_spec
+    from defectflow.features.store import FeatureStore
+
+    store = FeatureStore(tmp_path, backbone_spec("mobilenet_v2", "none", 64, 0))
+    tmp_path = store.dir
     vector = tmp_path / "ab" / "ab12.npy"
     atomic.write_bytes(vector, b"finished")
     orphan_writer = atomic.atomic_path(tmp_path / "cd" / "cd34.npy")  # a writer that never got to rename
@@ -60,7 +65,7 @@ def test_orphan_temp_files_of_killed_writers_are_removed_and_nothing_else(tmp_pa
     live_writer = atomic.atomic_path(tmp_path / "ef" / "ef56.npy")
     live = live_writer.__enter__()
 
-    assert remove_orphan_temp_files(tmp_path) == 1
+    assert store.remove_orphans() == 1
     assert not orphan.exists() and live.exists() and vector.read_bytes() == b"finished"
     live_writer.__exit__(None, None, None)
     assert (tmp_path / "ef" / "ef56.npy").exists()

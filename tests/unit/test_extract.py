@@ -110,7 +110,9 @@ def test_device_decode_keeps_order_and_png_pixels_and_stays_close_for_jpegs(back
     # differ by a grey level here and there; each image's features stay nearest to its own.
     distances = np.linalg.norm(got[:, None, :] - ref[None, :, :], axis=2)
     np.testing.assert_array_equal(distances.argmin(axis=1), np.arange(len(images)))
-    assert _rel_l2(got[~is_png], ref[~is_png]).max() < 0.3
+    # Measured max relative L2: 0.022 on this CPU (torchvision's libjpeg), ~0.07 reported elsewhere;
+    # a decode with swapped channels or a wrong scale lands far above 0.1.
+    assert _rel_l2(got[~is_png], ref[~is_png]).max() < 0.1
 
 
 def test_torch_resize_matches_pil_bilinear_within_a_grey_level(images):

@@ -161,3 +161,29 @@ def test_patch_vectors_come_from_the_same_pass_and_only_missing_ones_are_compute
     pd.testing.assert_frame_equal(pd.read_parquet(workdir.features), features)
     assert first["n_computed"] == len(shas)
     assert patch_store(workdir.feature_store, spec, AnomalyParams(enabled=False)) is None
+
+
+def test_rerun_removes_temp_files_a_killed_writer_left(make_dataset, tmp_path):
+    """A kill between a vector's create and rename leaves `.<sha>.npy.*.tmp`; the next normal
+    (in-process) featurize run removes it and keeps every finished vector."""
+    import os
+    import time
+
+    from defectflow import atomic
+
+    data = make_dataset(n=12, image_size=48)
+    workdir = Workdir(tmp_path / "work")
+    _manifest(data, workdir)
+    params = FeaturizeParams(backbone="mobilenet_v2", **SMALL)
+    featurize(data, workdir, params, seed=0, progress=False)
+    store = FeatureStore(workdir.feature_store, backbone_spec("mobilenet_v2", "none", 64, 0))
+    killed = atomic.atomic_path(store.path("ab" * 32))  # a writer that never got to rename
+    orphan = killed.__enter__()
+    old = time.time() - 60
+    os.utime(orphan, (old, old))
+    vectors = sorted(store.dir.rglob("*.npy"))
+
+    again = featurize(data, workdir, params, seed=0, progress=False)
+    assert again["n_computed"] == 0
+    assert not orphan.exists() and not list(store.dir.rglob("*.tmp"))
+    assert sorted(store.dir.rglob("*.npy")) == vectors

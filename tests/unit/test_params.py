@@ -23,9 +23,10 @@ def test_overrides_parse_yaml_values_and_nest():
 
 
 def test_unknown_key_is_named():
-    params = Params.load("params.yaml", ["train.n_fold=3"])
     with pytest.raises(ConfigError, match="n_fold.*known keys"):
-        params.section("train", TrainParams)
+        Params.load("params.yaml", ["train.n_fold=3"])  # every section is checked when params load
+    with pytest.raises(ConfigError, match="n_fold.*known keys"):
+        Params({"train": {"n_fold": 3}}).section("train", TrainParams)
 
 
 @pytest.mark.parametrize("bad", ["train.n_folds", "=3"])

@@ -131,3 +131,48 @@ def test_broken_bundle_keeps_liveness_and_reports_on_readiness(tmp_path):
         assert "manifest.json" in ready.json()["detail"]
         resp = c.post("/v1/predict", files={"file": ("a.png", png(), "image/png")})
         assert resp.status_code == 503 and resp.json()["error"] == "model_not_ready"
+
+
+def test_the_key_is_checked_before_the_body_is_parsed(client):
+    """Malformed multipart without a key is 401 (not 400): nothing was read or parsed for it."""
+    garbage = {"Content-Type": "multipart/form-data; boundary=xyz"}
+    for route in ("/v1/predict", "/v1/predict/batch"):
+        resp = client.post(route, content=b"--xyz\r\nnot a part", headers=garbage)
+        assert resp.status_code == 401 and resp.json()["error"] == "missing_api_key"
+    resp = client.post("/v1/predict", content=b"--xyz\r\nnot a part", headers={**garbage, **AUTH})
+    assert resp.status_code in (400, 422) and resp.json()["error"] in ("malformed_body", "invalid_request")
+
+
+def test_framework_refusals_carry_an_error_code(client):
+    assert client.get("/nowhere").json()["error"] == "not_found"
+    resp = client.get("/v1/predict")  # no key: the route does not take GET whoever asks
+    assert resp.status_code == 405 and resp.json()["error"] == "method_not_allowed"
+
+
+def test_chunked_body_over_the_limit_is_refused_as_it_streams(client):
+    def chunks():
+        yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        for _ in range(30):
+            yield b"\0" * 100_000  # 3 MB in total, no Content-Length: the limit (2 MB) is found by counting
+
+    resp = client.post("/v1/predict", content=chunks(),
+                       headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"})
+    assert resp.status_code == 413 and resp.json()["error"] == "request_too_large"
+
+
+def test_metrics_labels_come_from_fixed_sets(client):
+    for i in range(20):
+        client.request(f"BREW{i}", "/healthz")
+    text = client.get("/metrics").text
+    assert "BREW" not in text
+    assert 'defectflow_http_requests_total{method="other",route="/healthz",status="405"} 20.0' in text
+    client.post("/v1/predict", files={"file": ("a.png", png(), "image/png")})
+    assert ('defectflow_http_requests_total{method="POST",route="/v1/predict",status="401"} 1.0'
+            in client.get("/metrics").text)
+
+
+def test_openapi_says_files_and_batches_are_non_empty(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["Body_predict_v1_predict_post"]["properties"]["file"]["minLength"] == 1
+    files = schemas["Body_predict_batch_v1_predict_batch_post"]["properties"]["files"]
+    assert files["minItems"] == 1 and files["items"]["minLength"] == 1

@@ -59,7 +59,7 @@ def registry_client(params: Params, workdir: Workdir):
     import mlflow
     from mlflow import MlflowClient
 
-    from defectflow.registry.promote import tracking_reachable
+    from defectflow.registry.tracking import tracking_reachable
     from defectflow.registry.tracking import tracking_uri
 
     uri = tracking_uri(params.section("register", RegisterParams), workdir)

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 
 
 def fold_table(metrics: dict) -> Table:
@@ -58,5 +58,5 @@ def render_run(summary: dict) -> str:
     console.print(f"plots: {workdir}/plots/*.png   metrics: {workdir}/metrics/cv.json   "
                   f"validation: {workdir}/reports/")
     if reg.get("tracking_uri"):
-        console.print(f"MLflow UI: mlflow ui --backend-store-uri {redact_uri(reg['tracking_uri'])} --port 5050")
+        console.print(f"MLflow UI: mlflow ui --backend-store-uri {redact_url(reg['tracking_uri'])} --port 5050")
     return buf.getvalue().rstrip()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import ConfigError
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 from defectflow.params import AzureParams, Params, RegisterParams, ScoreParams, ValidateParams
 from defectflow.workdir import Workdir
 
@@ -59,7 +59,7 @@ def _results_url(args: argparse.Namespace, params: Params, workdir: Workdir) -> 
 
 def run_score(args: argparse.Namespace) -> int:
     from defectflow.dashboard.app import blob_cache_dir
-    from defectflow.registry.tracking import tracking_uri
+    from defectflow.registry.tracking import tracking_reachable, tracking_uri
     from defectflow.scoring.batch import score
 
     params = load_params(args)
@@ -68,10 +68,14 @@ def run_score(args: argparse.Namespace) -> int:
     source = args.input or params.get("data.dir")
     if not source:
         raise ConfigError("no input: pass --input DIR|azure://<container>/<prefix> or set data.dir in params")
+    model = args.model or section.model
+    uri = tracking_uri(params.section("register", RegisterParams), workdir)
+    if model.startswith("models:"):
+        tracking_reachable(uri)
     summary = score(
-        str(source), args.model or section.model, _results_url(args, params, workdir),
+        str(source), model, _results_url(args, params, workdir),
         batch_size=args.batch_size or section.batch_size, blob_cache=blob_cache_dir(section, workdir),
-        tracking_uri=tracking_uri(params.section("register", RegisterParams), workdir),
+        tracking_uri=uri,
         validate=params.section("validate", ValidateParams), azure=params.section("azure", AzureParams),
     )
     unreadable = f", {len(summary['unreadable'])} unreadable (see warnings)" if summary["unreadable"] else ""
@@ -90,7 +94,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     params = load_params(args)
     _, workdir = resolve_dirs(args, params)
     config = dashboard_config(params, workdir, results_url=args.results, image_roots=args.images)
-    print(f"dashboard on http://{args.host}:{args.port}/dashboard (results {redact_uri(config.results_url)})")
+    print(f"dashboard on http://{args.host}:{args.port}/dashboard (results {redact_url(config.results_url)})")
     uvicorn.run(create_dashboard_app(config), host=args.host, port=args.port, log_level="info")
     return 0
 

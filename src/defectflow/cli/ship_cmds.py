@@ -47,15 +47,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FROM image with python3.11 + venv (default: make one with debootstrap, cached in .cache/)")
     p.add_argument("--docker-url", default=os.environ.get("DOCKER_HOST"), help="engine socket (default $DOCKER_HOST)")
     p.add_argument("--skip-smoke-test", action="store_true", help="do not start the container before pushing")
+    p.add_argument("--kind", choices=("service", "batch"), default="service",
+                   help="service: the scoring API (infra/docker/Dockerfile); batch: `score` + `dashboard` "
+                        "(infra/docker/Dockerfile.batch, the image infra/k8s names defectflow-batch)")
     p.set_defaults(func=run_build_image)
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
-    from defectflow.registry.tracking import tracking_uri
+    """The registry the model comes from, after checking it answers (exit 7 at once, not after minutes)."""
+    from defectflow.registry.tracking import tracking_reachable, tracking_uri
 
     params = load_params(args)
     _, workdir = resolve_dirs(args, params)
-    return tracking_uri(params.section("register", RegisterParams), workdir)
+    uri = tracking_uri(params.section("register", RegisterParams), workdir)
+    tracking_reachable(uri)
+    return uri
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -91,6 +97,7 @@ def run_build_image(args: argparse.Namespace) -> int:
         repository=repository, tag=tag or None, model_uri=args.model, bundle_dir=args.bundle,
         registry=args.registry, push=args.push, docker_url=args.docker_url, base_image=args.base_image,
         tracking_uri=_tracking_uri(args) if args.model else None, smoke_test=not args.skip_smoke_test,
+        kind=args.kind,
     )
     where = f", pushed as {shipped.pushed_reference}" if shipped.pushed_reference else ""
     emit(args, shipped.to_dict(), f"built {shipped.reference} ({shipped.size_bytes / 1e6:.0f} MB){where}")

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 from defectflow.registry.promote import CHAMPION, GATE_TAG
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,10 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
     except ImportError:
         return ModelHistory(name, error="the MLflow client is not installed in this image: no model history")
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
+        # Inside the try: the client opens its store at once, and a database store needs more of
+        # MLflow (alembic) than the batch image carries.
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         versions = client.search_model_versions(f"name = '{name}'")
         # Aliases from the registered model: search results leave ModelVersion.aliases empty on some stores.
         aliases: dict[str, list[str]] = {}
@@ -72,9 +74,13 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
                 run_id=mv.run_id,
             ))
     except (MlflowException, OSError) as exc:
-        where = redact_uri(client.tracking_uri)
+        where = redact_url(tracking_uri or "the default MLflow store")
         log.warning("model registry at %s unavailable: %s", where, exc)
         return ModelHistory(name, error=f"model registry at {where} unavailable: {type(exc).__name__}")
+    except ImportError as exc:  # a database store needs the full MLflow (alembic); the batch image has the client only
+        where = redact_url(tracking_uri or "the default MLflow store")
+        return ModelHistory(name, error=f"the model registry at {where} needs the full MLflow package ({exc.name}): "
+                                        "point MLFLOW_TRACKING_URI at the tracking server")
     return ModelHistory(name, sorted(infos, key=lambda v: int(v.version)))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
     from defectflow.features.extract import FeatureExtractor
 
 log = logging.getLogger(__name__)
-
-# A live writer keeps its temp file for the milliseconds one small .npy takes; an older one was
-# left by a writer that was killed between create and rename.
-ORPHAN_TEMP_AGE_S = 5.0
 
 # Per worker process: (featurizer_id, device, batch_size) → extractor. Built once, reused by
 # every shard the process runs, so the backbone is loaded once per worker, not once per task.
@@ -71,9 +66,6 @@ def featurize_on_dask(executor: ExecutorParams, store_root: Path, todo: Sequence
                 done = future.result()
                 devices.add(done["device"])
                 bar.update(done["n_images"])
-    removed = remove_orphan_temp_files(_store_dir(store_root, params, seed))
-    if removed:
-        log.info("removed %d temp files left by killed writers", removed)
     return f"dask {n_workers} workers: {', '.join(sorted(devices))}"
 
 
@@ -119,27 +111,3 @@ def _worker_threads() -> int:
         return max(1, get_worker().state.nthreads)
     except ValueError:  # called outside a worker (tests, debugging)
         return 1
-
-
-def _store_dir(store_root: Path, params: FeaturizeParams, seed: int) -> Path:
-    from defectflow.features.backbones import backbone_spec
-
-    return Path(store_root) / backbone_spec(params.backbone, params.weights, params.image_size, seed).featurizer_id
-
-
-def remove_orphan_temp_files(store_dir: Path, older_than_s: float = ORPHAN_TEMP_AGE_S) -> int:
-    """Delete temp files that a killed writer left in `store_dir` (never a finished vector).
-
-    The atomic writer names them `.<target>.<random>.tmp`; only its own rename turns one into a
-    vector, so removing an orphan loses nothing.
-    """
-    cutoff = time.time() - older_than_s
-    removed = 0
-    for tmp in [*store_dir.glob(".*.tmp"), *store_dir.glob("*/.*.tmp")]:
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-                removed += 1
-        except FileNotFoundError:  # its writer renamed or removed it meanwhile
-            continue
-    return removed

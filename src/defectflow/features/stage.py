@@ -60,6 +60,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         params, finetune = finetune_for_manifest(data_dir, workdir, params, seed, progress)
     spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
     store = FeatureStore(workdir.feature_store, spec)
+    store.remove_orphans()  # left by a run killed mid-write; the folder is a DVC output
     todo = store.missing(images["sha256"])
     patches = anomaly_featurize.patch_store(workdir.feature_store, spec, anomaly)
     path_of = dict(zip(images["sha256"], images["path"], strict=True))

@@ -9,6 +9,8 @@ never leaves a half-written one; a re-run computes only what is missing. Indepen
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,8 +20,13 @@ import numpy as np
 from defectflow import atomic
 from defectflow.features.backbones import BackboneSpec
 
+log = logging.getLogger(__name__)
+
 # Concurrent vector writes per put_many: enough to batch fsyncs, bounded for small machines.
 WRITE_THREADS = 16
+# A live writer keeps its temp file for the milliseconds one small .npy takes; an older one was
+# left by a writer that was killed between create and rename.
+ORPHAN_TEMP_AGE_S = 5.0
 
 
 class FeatureStore:
@@ -82,6 +89,26 @@ class FeatureStore:
         for i, sha in enumerate(shas):
             out[i] = np.load(self.path(sha), allow_pickle=False)
         return out
+
+    def remove_orphans(self, older_than_s: float = ORPHAN_TEMP_AGE_S) -> int:
+        """Delete temp files that a killed writer left in the store (never a finished vector).
+
+        The atomic writer names them `.<target>.<random>.tmp`; only its own rename turns one into
+        a vector, so removing an orphan loses nothing. The featurize stage calls this on every
+        run, whichever executor computes the vectors.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for tmp in [*self.dir.glob(".*.tmp"), *self.dir.glob("*/.*.tmp")]:
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # its writer renamed or removed it meanwhile
+                continue
+        if removed:
+            log.info("removed %d temp files left by killed writers in %s", removed, self.dir)
+        return removed
 
     def describe(self) -> dict:
         return json.loads((self.dir / "spec.json").read_text())

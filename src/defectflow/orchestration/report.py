@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 
 
 def mlflow_run_link(tracking_uri: str, run_id: str, experiment_id: str | None) -> str:
     """A clickable link for an MLflow server, else how to find the run in a local store."""
-    uri = redact_uri(tracking_uri)
+    uri = redact_url(tracking_uri)
     if uri.startswith(("http://", "https://")) and experiment_id:
         return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
     return f"`{run_id}` in `{uri}` (open with `mlflow ui --backend-store-uri {uri}`)"

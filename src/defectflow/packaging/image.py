@@ -2,7 +2,8 @@
 
 `ship_model_image` is the one entry point (the CLI's `build-image` and the training flow's
 container task call it): export the model to an edge bundle (or take one), gather a wheelhouse
-on the host, build infra/docker/Dockerfile with no network needed inside the build, start the
+on the host (for the image's Python), build the kind's Dockerfile (host networking, but every
+install comes from the wheelhouse in the context, so the build fetches nothing), start the
 container, probe /readyz and score one image, push to the registry, pull the image back by
 digest, and record the digest on the MLflow model version.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import platform
 import secrets
 import shutil
 import subprocess
@@ -40,10 +43,30 @@ BASE_FROM_DEBOOTSTRAP = "debootstrap"
 CONTAINER_PORT_ENV = "DEFECTFLOW_PORT"
 SMOKE_TIMEOUT_S = 90
 DIGEST_TAG = "container_image"
+# The interpreter and C library inside the image (Debian bookworm's python3, glibc 2.36): the
+# wheelhouse is downloaded for them, not for whatever Python runs the build on the host.
+IMAGE_PYTHON = "3.11"
+IMAGE_GLIBC_MINOR = 36
 
 
 class ImageBuildError(DefectflowError):
     """The image could not be built, failed its smoke test, or could not be pushed."""
+
+
+@dataclass(frozen=True)
+class ImageKind:
+    """What one kind of image is made of: its Dockerfile and the requirements its wheelhouse holds."""
+
+    dockerfile: Path
+    requirements: Path
+
+
+# service: the scoring API (infra/k8s deployment.yaml); batch: `defectflow score` + the dashboard
+# (infra/k8s cronjob-scoring.yaml, dashboard-deployment.yaml). Both run the exported ONNX bundle.
+KINDS = {
+    "service": ImageKind(DOCKERFILE, SERVING_REQUIREMENTS),
+    "batch": ImageKind(REPO_ROOT / "infra" / "docker" / "Dockerfile.batch", REPO_ROOT / "requirements" / "batch.in"),
+}
 
 
 @dataclass(frozen=True)
@@ -66,8 +89,8 @@ def ship_model_image(*, repository: str, model_uri: str | None = None, bundle_di
                      tag: str | None = None, registry: str | None = None, push: bool = False,
                      docker_url: str | None = None, base_image: str = BASE_FROM_DEBOOTSTRAP,
                      cache_dir: Path = DEFAULT_CACHE, tracking_uri: str | None = None,
-                     smoke_test: bool = True) -> ShippedImage:
-    """Build (and smoke-test, and optionally push) the service image for one model version.
+                     smoke_test: bool = True, kind: str = "service") -> ShippedImage:
+    """Build (and smoke-test, and optionally push) the `kind` image (KINDS) for one model version.
 
     Give `model_uri` (models:/…; exported on the fly, and the pushed digest is recorded on that
     model version) or an already exported `bundle_dir`. The tag defaults to `v<model version>`.
@@ -78,6 +101,8 @@ def ship_model_image(*, repository: str, model_uri: str | None = None, bundle_di
         raise ImageBuildError("give exactly one of model_uri (models:/…) or bundle_dir (an exported bundle)")
     if push and not registry:
         raise ImageBuildError("--push needs --registry HOST:PORT (for example myregistry.azurecr.io)")
+    if kind not in KINDS:
+        raise ImageBuildError(f"unknown image kind {kind!r}; choose one of {', '.join(KINDS)}")
     timings: dict[str, float] = {}
     client = docker.DockerClient(base_url=docker_url, version="auto", timeout=900) if docker_url else docker.from_env(
         version="auto", timeout=900)
@@ -88,19 +113,20 @@ def ship_model_image(*, repository: str, model_uri: str | None = None, bundle_di
         manifest = EdgeManifest.read(bundle)
         timings["export"] = time.perf_counter() - started
         started = time.perf_counter()
-        _wheelhouse(context / "wheelhouse", cache_dir / "wheelhouse")
+        _wheelhouse(context / "wheelhouse", cache_dir / "wheelhouse", KINDS[kind].requirements)
         base = _base_image(client, base_image, cache_dir)
         timings["prepare"] = time.perf_counter() - started
         name = f"{registry}/{repository}" if registry else repository
         reference = f"{name}:{tag or 'v' + manifest.model_version}"
         started = time.perf_counter()
-        image = build_image(client, context, reference, base, manifest)
+        image = build_image(client, context, reference, base, manifest, KINDS[kind].dockerfile)
         timings["build"] = time.perf_counter() - started
     result = ShippedImage(reference=reference, image_id=image.id, size_bytes=int(image.attrs["Size"]),
                           model_name=manifest.model_name, model_version=manifest.model_version)
     if smoke_test:
         started = time.perf_counter()
-        result = _replace(result, smoke=smoke_test_image(client, reference))
+        smoke = smoke_test_image if kind == "service" else smoke_test_batch_image
+        result = _replace(result, smoke=smoke(client, reference))
         timings["smoke_test"] = time.perf_counter() - started
     if push:
         started = time.perf_counter()
@@ -130,15 +156,16 @@ def _bundle(model_uri: str | None, bundle_dir: Path | None, target: Path, tracki
     return target
 
 
-def _wheelhouse(target: Path, cache_root: Path) -> None:
-    """Wheels of the service's runtime deps (cached, keyed by the pinned requirements) + defectflow itself."""
-    key = hashlib.sha256(SERVING_REQUIREMENTS.read_bytes() + CONSTRAINTS.read_bytes()
-                         + sys.version.encode()).hexdigest()[:16]
+def _wheelhouse(target: Path, cache_root: Path, requirements: Path = SERVING_REQUIREMENTS) -> None:
+    """Wheels of the image's runtime deps (cached, keyed by the pinned requirements) + defectflow itself."""
+    target_args = image_target_args()
+    key = hashlib.sha256(requirements.read_bytes() + CONSTRAINTS.read_bytes()
+                         + " ".join(target_args).encode()).hexdigest()[:16]
     cached = cache_root / key
     if not cached.exists():
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(cache_root)))
-        _pip("download", "--only-binary=:all:", "-d", str(staging), "-c", str(CONSTRAINTS),
-             "-r", str(SERVING_REQUIREMENTS))
+        _pip("download", "--only-binary=:all:", *target_args, "-d", str(staging), "-c", str(CONSTRAINTS),
+             "-r", str(requirements))
         staging.rename(cached)
     shutil.copytree(cached, target)
     with tempfile.TemporaryDirectory(prefix="defectflow-src-") as src:
@@ -147,7 +174,18 @@ def _wheelhouse(target: Path, cache_root: Path) -> None:
             shutil.copy(REPO_ROOT / name, Path(src) / name)
         shutil.copytree(REPO_ROOT / "src", Path(src) / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(target), src)
-    shutil.copy(SERVING_REQUIREMENTS, target / "requirements.txt")
+    shutil.copy(requirements, target / "requirements.txt")
+
+
+def image_target_args(machine: str | None = None) -> list[str]:
+    """pip options selecting wheels for the image's CPython and glibc on this machine's architecture
+    (the build runs natively, so the image has the host's architecture)."""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get((machine or platform.machine()).lower(),
+                                                       (machine or platform.machine()).lower())
+    platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(IMAGE_GLIBC_MINOR, 16, -1)]
+    platforms.append(f"manylinux2014_{arch}")  # pip adds manylinux2010 and manylinux1 for it
+    return ["--python-version", IMAGE_PYTHON, "--implementation", "cp", "--abi", f"cp{IMAGE_PYTHON.replace('.', '')}",
+            *(arg for p in platforms for arg in ("--platform", p))]
 
 
 def _mkdir(path: Path) -> Path:
@@ -171,11 +209,12 @@ def _base_image(client: docker.DockerClient, base_image: str, cache_dir: Path) -
 
 
 def build_image(client: docker.DockerClient, context: Path, reference: str, base_image: str,
-                manifest: EdgeManifest) -> DockerImage:
-    """docker build of infra/docker/Dockerfile in `context` (host network: nothing is fetched anyway)."""
+                manifest: EdgeManifest, dockerfile: Path = DOCKERFILE) -> DockerImage:
+    """docker build of `dockerfile` in `context`. Host networking, because containers here have no
+    other network; no step fetches anything: pip installs only from the context's wheelhouse."""
     import docker.errors
 
-    shutil.copy(DOCKERFILE, context / "Dockerfile")
+    shutil.copy(dockerfile, context / "Dockerfile")
     log.info("building %s from %s", reference, base_image)
     try:
         image, _ = client.images.build(
@@ -220,6 +259,42 @@ def smoke_test_image(client: docker.DockerClient, reference: str, timeout_s: flo
         return {"ready_s": round(ready_s, 2), "prediction": prediction, "health": "healthy", "user": user}
     finally:
         container.remove(force=True)
+
+
+def smoke_test_batch_image(client: docker.DockerClient, reference: str,
+                           timeout_s: float = SMOKE_TIMEOUT_S) -> dict[str, Any]:
+    """Score one image with the baked-in bundle into a SQLite results file, then serve the
+    dashboard on those results and check that it answers."""
+    import httpx
+
+    with tempfile.TemporaryDirectory(prefix="defectflow-batch-smoke-") as tmp:
+        folder = Path(tmp)
+        (folder / "images").mkdir()
+        (folder / "images" / "smoke.png").write_bytes(_sample_png())
+        for path in (folder, folder / "images"):
+            path.chmod(0o777)  # the container runs as uid 10001
+        volumes = {str(folder): {"bind": "/smoke", "mode": "rw"}}
+        results = "sqlite:////smoke/results.db"
+        try:
+            out = client.containers.run(reference, ["score", "--input", "/smoke/images", "--model",
+                                                    "/opt/defectflow/model", "--results", results, "--json"],
+                                        network_mode="host", volumes=volumes, remove=True, stderr=True)
+        except Exception as exc:  # ContainerError carries the container's stderr
+            raise ImageBuildError(f"{reference}: `defectflow score` failed in the container: {exc}") from None
+        scored = json.loads(out.decode()[out.decode().index("{"):])
+        if scored.get("scored") != 1:
+            raise ImageBuildError(f"{reference}: the container scored {scored.get('scored')} of 1 images")
+        port = _free_port()
+        container = client.containers.run(reference, ["dashboard", "--host", "127.0.0.1", "--port", str(port),
+                                                      "--results", results], detach=True, network_mode="host",
+                                          volumes=volumes)
+        try:
+            if not _wait(lambda: httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=5).status_code == 200,
+                         timeout_s):
+                raise ImageBuildError(f"{reference}: the dashboard never answered; log:\n{_logs(container)}")
+        finally:
+            container.remove(force=True)
+    return {"scored": scored["scored"], "model_version": scored.get("model_version"), "dashboard": "200"}
 
 
 def _readiness(url: str) -> bool:

@@ -23,9 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from defectflow.errors import PromotionRefusedError, RegistryUnavailableError
+from defectflow.errors import PromotionRefusedError
 from defectflow.params import PromoteParams
-from defectflow.redact import redact_uri
 from defectflow.registry.champion import CHALLENGER, CHAMPION, current_champion, training_cutoff
 from defectflow.registry.promotion import Candidate, Decision, WindowScore, decide
 from defectflow.workdir import Workdir
@@ -155,7 +154,7 @@ def _make_champion(client: MlflowClient, name: str, version: str, previous: str 
         warnings.simplefilter("ignore")  # stages are deprecated in MLflow 3 but still read by some tools
         client.transition_model_version_stage(name, version, "Production", archive_existing_versions=True)
     try:
-        if client.get_model_version_by_alias(name, CHALLENGER).version == version:
+        if str(client.get_model_version_by_alias(name, CHALLENGER).version) == str(version):
             client.delete_registered_model_alias(name, CHALLENGER)
     except Exception:
         pass  # no challenger alias (or it points elsewhere): nothing to tidy
@@ -176,7 +175,7 @@ def promote(client: MlflowClient, name: str, version: str, params: PromoteParams
         raise PromotionRefusedError(f"model {name!r} has no version {version}: {exc.message}") from None
     version = str(mv.version)
     champion_mv = current_champion(client, name)
-    previous = champion_mv.version if champion_mv else None
+    previous = str(champion_mv.version) if champion_mv else None  # the SQLite store answers ints
     if previous == version:
         # Nothing to decide (e.g. a resumed flow run): recording a refusal would overwrite the
         # version's "promoted" tags while it is in production.
@@ -222,7 +221,7 @@ def rollback(client: MlflowClient, name: str, decided_by: str) -> dict[str, Any]
     champion_mv = current_champion(client, name)
     if champion_mv is None:
         raise PromotionRefusedError(f"model {name!r} has no champion; there is nothing to roll back")
-    current = champion_mv.version
+    current = str(champion_mv.version)
     # The champion became champion by a promotion (or an earlier rollback that restored it);
     # its latest "promoted" event names who was champion before it.
     promotions = [e for e in history(client, name) if e["action"] == "promoted" and e["version"] == current]
@@ -243,27 +242,3 @@ def rollback(client: MlflowClient, name: str, decided_by: str) -> dict[str, Any]
     _make_champion(client, name, target, current, record)
     log.info("%s", reason)
     return events[0]
-
-
-def tracking_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast with a clear message when an http(s) tracking server does not answer.
-
-    MLflow's own client retries for minutes before giving up; a flow should say at once that
-    the registry is down and change nothing.
-    """
-    if not tracking_uri.startswith(("http://", "https://")):
-        return
-    import urllib.error
-    import urllib.request
-
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            if resp.status == 200:
-                return
-            problem = f"HTTP {resp.status}"
-    except (urllib.error.URLError, OSError) as exc:
-        problem = str(getattr(exc, "reason", exc))
-    raise RegistryUnavailableError(
-        f"MLflow tracking server {redact_uri(tracking_uri)} is unreachable ({problem}); "
-        "start it or set MLFLOW_TRACKING_URI / register.tracking_uri; nothing was changed")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from defectflow import atomic
 from defectflow.errors import DefectflowError
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 from defectflow.params import FeaturizeParams, Params, RegisterParams
 from defectflow.registry.lineage import lineage
 from defectflow.registry.tracking import use_experiment
@@ -79,7 +79,7 @@ def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
     metrics = json.loads(workdir.cv_metrics.read_text())
     gate = metrics["gate"]
     uri = use_experiment(reg, workdir)
-    result: dict = {"tracking_uri": redact_uri(uri), "model_name": reg.model_name, "gate_passed": gate["passed"],
+    result: dict = {"tracking_uri": redact_url(uri), "model_name": reg.model_name, "gate_passed": gate["passed"],
                     "version": None, "model_uri": None}
     with mlflow.start_run() as run:
         result["run_id"] = run.info.run_id

@@ -22,8 +22,9 @@ from tqdm import tqdm
 from defectflow.params import AzureParams, ValidateParams
 from defectflow.scoring.inputs import InputImage, ScoringInput, open_input
 from defectflow.scoring.model import Scorer, load_scorer
-from defectflow.scoring.results import DECISIONS, insert_scores, open_results, redact, scored_hashes, utcnow
+from defectflow.scoring.results import DECISIONS, insert_scores, open_results, scored_hashes, utcnow
 from defectflow.hashing import sha256_file
+from defectflow.redact import redact_url
 from defectflow.validation.scan import check_image
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def score_input(inputs: ScoringInput, scorer: Scorer, engine: sa.Engine, *, batc
         "source": inputs.source,
         "model_name": scorer.name,
         "model_version": scorer.version,
-        "results": redact(engine),
+        "results": redact_url(engine.url),
         "images": len(inputs.images),
         "already_scored": plan.already_scored,
         "duplicates": plan.duplicates,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from defectflow.errors import ConfigError, RegistryUnavailableError
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url
 
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 OUTPUT_COLUMNS = ("fail_probability", "decision")
@@ -83,7 +83,7 @@ def _registry_scorer(uri: str, tracking_uri: str | None) -> Scorer:
             version = client.get_model_version(name, match["version"]).version
     except MlflowException as exc:
         raise RegistryUnavailableError(
-            f"cannot resolve {uri} in the registry at {redact_uri(client.tracking_uri)}: {exc.message}; "
+            f"cannot resolve {uri} in the registry at {redact_url(client.tracking_uri)}: {exc.message}; "
             "check the model name and alias (defectflow register / promote create them)"
         ) from None
     pinned = f"models:/{name}/{version}"  # pin the version: an alias moving mid-run must not mix models

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from defectflow.errors import ConfigError
-from defectflow.redact import redact_uri
+from defectflow.redact import redact_url, scrub
 
 RESULTS_URL_ENV = "DEFECTFLOW_RESULTS_URL"
 RESULTS_FILE = "results.db"
@@ -90,12 +90,12 @@ def resolve_results_url(explicit: str | None, workdir: Path) -> str:
 
 def open_results(url: str) -> sa.Engine:
     """Engine for `url` with the tables created (idempotent). The URL may carry a password:
-    anything shown to people goes through `redact`."""
+    anything shown to people goes through `defectflow.redact`."""
     try:
         engine = sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(
-            f"results URL {redact_uri(url)} is not usable ({exc}); expected e.g. sqlite:///results.db "
+            f"results URL {redact_url(url)} is not usable ({scrub(str(exc), url)}); expected e.g. sqlite:///results.db "
             "or postgresql+psycopg2://user@host:5432/db"
         ) from None
     if engine.dialect.name == "sqlite" and engine.url.database:
@@ -103,13 +103,9 @@ def open_results(url: str) -> sa.Engine:
     try:
         Base.metadata.create_all(engine)
     except sa.exc.OperationalError as exc:
-        raise ConfigError(f"cannot open the results database {redact(engine)}: {exc.orig}") from None
+        raise ConfigError(
+            f"cannot open the results database {redact_url(engine.url)}: {scrub(str(exc.orig), url)}") from None
     return engine
-
-
-def redact(engine: sa.Engine) -> str:
-    """The engine's URL with the password masked, for messages and summaries."""
-    return engine.url.render_as_string(hide_password=True)
 
 
 def scored_hashes(session: Session, model_name: str, model_version: str, hashes: Iterable[str]) -> set[str]:

@@ -26,12 +26,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import defectflow
 from defectflow.edge.images import ImageLimits, ImageRejected
 from defectflow.edge.runtime import EdgeModel
 from defectflow.errors import ConfigError
-from defectflow.serving.auth import require_api_key
+from defectflow.serving.auth import ApiKeyGate, require_api_key, uses_api_key
 from defectflow.serving.limits import BodySizeLimit
 from defectflow.serving.metrics import RequestMetrics, ServiceMetrics
 from defectflow.serving.settings import ServingSettings
@@ -93,7 +94,9 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 413, 415, 422, 503)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 503)}
+# `error` codes of refusals raised by the framework itself (routing, body parsing).
+FRAMEWORK_ERRORS = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}
 
 
 class ModelSlot:
@@ -152,20 +155,48 @@ def create_app(settings: ServingSettings | None = None, *, extra_routers: Sequen
     app.state.model_slot = slot
     app.state.metrics = metrics
     app.state.inference_limiter = anyio.CapacityLimiter(settings.max_concurrent_inferences)
+    protected: dict[str, Any] = {}  # path → route needing the API key, filled once routers are mounted
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ApiKeyGate, settings=settings, protected=protected)  # outside the size limit: key first
     app.add_middleware(RequestMetrics, metrics=metrics)
     _install_error_handlers(app)
-    app.include_router(_probe_router())
-    app.include_router(_api_router())
-    for router in [*extra_routers, *(_import_router(spec) for spec in settings.extra_routers)]:
+    routers = [_probe_router(), _api_router(), *extra_routers,
+               *(_import_router(spec) for spec in settings.extra_routers)]
+    for router in routers:
         app.include_router(router)
+        protected.update({route.path: route for route in router.routes if uses_api_key(route)})
+    _document_non_empty_uploads(app)
     return app
 
 
+def _document_non_empty_uploads(app: FastAPI) -> None:
+    """Say in the OpenAPI spec what the API enforces: a file has at least one byte, a batch at least one file."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for schema in spec.get("components", {}).get("schemas", {}).values():
+                for prop in schema.get("properties", {}).values():
+                    if _is_file(prop):
+                        prop["minLength"] = 1
+                    elif prop.get("type") == "array" and _is_file(prop.get("items", {})):
+                        prop["minItems"] = 1
+                        prop["items"]["minLength"] = 1
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _is_file(schema: dict[str, Any]) -> bool:
+    return schema.get("format") == "binary" or schema.get("contentMediaType") == "application/octet-stream"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "detail": str(exc.detail)}
+    @app.exception_handler(StarletteHTTPException)  # also FastAPI's subclass; 404/405 come from Starlette
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = FRAMEWORK_ERRORS.get(exc.status_code, "http_error")
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": code, "detail": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

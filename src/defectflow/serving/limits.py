@@ -1,15 +1,17 @@
-"""Request-size limit enforced before any body parsing (pure ASGI, so nothing is spooled first).
+"""Request-size limit enforced while the body streams in (pure ASGI, nothing buffered here).
 
-A declared Content-Length above the limit is refused at once; a chunked body is read up to
-the limit and refused as soon as it passes it. Accepted bodies are replayed to the app.
+A declared Content-Length above the limit is refused at once; otherwise the body is passed to
+the app as it arrives and counted, and the request is refused with 413 as soon as the count
+passes the limit. The middleware itself holds no more than one chunk, so what a request can
+make the process buffer is bounded by the multipart parser's spooling (files over 1 MiB go
+to a temporary file) rather than by the body size times the number of clients.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from defectflow.serving.auth import send_json
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -27,37 +29,34 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send, f"the request body is {int(declared)} bytes; the limit is {self.max_bytes}")
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
+        received = 0
+        refused = False
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send, f"the request body exceeds the limit of {self.max_bytes} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    if not started:
+                        await self._refuse(send, f"the request body exceeds the limit of {self.max_bytes} bytes")
+                    # The app sees a client that went away; whatever it answers is dropped below.
+                    return {"type": "http.disconnect"}
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the client's disconnect
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-        await self.app(scope, replay, send)
+        await self.app(scope, counted, guarded)
 
     @staticmethod
     async def _refuse(send: Send, detail: str) -> None:
-        payload: dict[str, Any] = {"error": "request_too_large", "detail": detail}
-        body = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, {"error": "request_too_large", "detail": detail})

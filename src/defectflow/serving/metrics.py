@@ -8,6 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Label values come from fixed sets: any client can send any method name, and each new label
+# value is a new time series (unbounded /metrics growth, without even an API key).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ServiceMetrics:
@@ -52,5 +55,7 @@ class RequestMetrics:
             await self.app(scope, receive, capture)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            code = str(status) if 100 <= status <= 599 else "other"
+            self.metrics.requests.labels(method, route, code).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
