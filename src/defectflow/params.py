@@ -56,6 +56,9 @@ class FeaturizeParams:
     batch_size: int = 32
     num_workers: int = 2
     device: str = "auto"
+    engine: str = "auto"  # auto | torch | onnxruntime | openvino (defectflow.inference.engine)
+    quantization: str = "none"  # none | int8 (opt-in, needs engine onnxruntime/openvino; docs/performance.md)
+    calibration_images: int = 128  # int8: the earliest labelled images calibrate the quantization
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from defectflow import atomic
-from defectflow.errors import DefectflowError
+from defectflow.errors import ConfigError, DefectflowError
 from defectflow.distributed.executor import is_distributed
 from defectflow.params import ExecutorParams, FeaturizeParams
 from defectflow.workdir import Workdir
@@ -38,17 +38,21 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
 
     Returns a summary with how many vectors were computed vs reused and the throughput.
     """
-    from defectflow.features.backbones import backbone_spec, build_backbone
-    from defectflow.features.extract import FeatureExtractor
     from defectflow.features.store import FeatureStore
+    from defectflow.inference.engine import build_extractor, calibration_set, feature_spec
 
     if not workdir.manifest.exists():
         raise DefectflowError(f"{workdir.manifest} not found: run `defectflow validate` first")
-    images = usable_images(pd.read_parquet(workdir.manifest))
+    manifest = pd.read_parquet(workdir.manifest)
+    images = usable_images(manifest)
     if images.empty:
         raise DefectflowError("the manifest has no usable images (all quarantined?); see reports/validation.json")
 
-    spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
+    int8 = params.quantization == "int8"
+    if int8 and is_distributed(executor):
+        raise ConfigError("featurize.quantization=int8 runs in this process only; set executor.kind=local")
+    calibration = calibration_set(manifest, data_dir, params.calibration_images) if int8 else ([], [])
+    spec = feature_spec(params.backbone, params.weights, params.image_size, seed, params.quantization, calibration[0])
     store = FeatureStore(workdir.feature_store, spec)
     todo = store.missing(images["sha256"])
     path_of = dict(zip(images["sha256"], images["path"], strict=True))
@@ -61,8 +65,10 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
 
         device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
     elif todo:
-        model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
-        extractor = FeatureExtractor(model, spec, params.device, params.batch_size, params.num_workers)
+        extractor, spec = build_extractor(
+            params.backbone, params.weights, params.image_size, seed, engine=params.engine, device=params.device,
+            batch_size=params.batch_size, num_workers=params.num_workers, graph_cache=workdir.feature_store / "graphs",
+            quantization=params.quantization, calibration=calibration if int8 else None)
         device = extractor.device_name
         log.info("featurizing %d new images with %s on %s (%d cached)", len(todo), spec.featurizer_id, device,
                  len(images) - len(todo))
