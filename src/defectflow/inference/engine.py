@@ -61,10 +61,8 @@ def build_extractor(backbone: str, weights: str | None, image_size: int, seed: i
     have their own). `calibration` is (sha256 keys, sources) of the INT8 calibration images.
     `num_workers` is the DataLoader processes for torch and the decode threads for the others.
     """
-    from defectflow.features.extract import FeatureExtractor, select_device, usable_cpus
-    from defectflow.inference.backends import OnnxRuntimeBackend, graph_backend
+    from defectflow.features.extract import FeatureExtractor, select_device
     from defectflow.inference.export import cached_backbone_graph
-    from defectflow.inference.pipeline import EngineExtractor
 
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"featurize.quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
@@ -80,13 +78,48 @@ def build_extractor(backbone: str, weights: str | None, image_size: int, seed: i
     graph = cached_backbone_graph(spec, lambda: build_backbone(backbone, weights, image_size, seed)[0], graph_cache)
     if quantization == "int8":
         graph, spec = _int8(spec, graph, calibration, graph_cache)
+    return graph_extractor(chosen, graph, spec, torch_device.type, batch_size, num_workers), spec
+
+
+def graph_extractor(engine: str, graph: Path, spec: BackboneSpec, device_type: str = "cpu", batch_size: int = 32,
+                    num_workers: int = 2):
+    """An `EngineExtractor` running `graph` with `engine` (onnxruntime | openvino)."""
+    from defectflow.features.extract import usable_cpus
+    from defectflow.inference.backends import OnnxRuntimeBackend, graph_backend
+    from defectflow.inference.pipeline import EngineExtractor
+
     threads = usable_cpus()
-    if chosen == "onnxruntime" and torch_device.type == "cuda":
+    if engine == "onnxruntime" and device_type == "cuda":
         backend = OnnxRuntimeBackend(graph, threads, providers=_gpu_providers())
     else:
-        backend = graph_backend(chosen, graph, threads)
-    log.info("featurizing with %s on %s (graph %s)", chosen, torch_device, graph.name)
-    return EngineExtractor(backend, spec, batch_size, decode_threads=max(1, num_workers)), spec
+        backend = graph_backend(engine, graph, threads)
+    log.info("featurizing with %s on %s (graph %s)", engine, device_type, graph.name)
+    return EngineExtractor(backend, spec, batch_size, decode_threads=max(1, num_workers))
+
+
+def extractor_for_model(model, spec: BackboneSpec, engine: str = "auto", device: str = "auto", batch_size: int = 32,
+                        num_workers: int = 0, graph_cache: Path | None = None):
+    """The extractor for an already built headless backbone (the pyfunc's), in the engine `auto` picks.
+
+    The graph is exported into `graph_cache` on first use; where that folder cannot be written (a
+    read-only container), into a temporary folder for this process.
+    """
+    import tempfile
+
+    from defectflow.features.extract import FeatureExtractor, select_device
+    from defectflow.inference.export import cached_backbone_graph, default_cache_dir
+
+    torch_device = select_device(device)
+    chosen = resolve_engine(engine, torch_device.type)
+    if chosen == "torch":
+        return FeatureExtractor(model, spec, device, batch_size, num_workers)
+    cache = Path(graph_cache or default_cache_dir())
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        graph = cached_backbone_graph(spec, lambda: model, cache)
+    except OSError:
+        graph = cached_backbone_graph(spec, lambda: model, Path(tempfile.mkdtemp(prefix="defectflow-graphs-")))
+    return graph_extractor(chosen, graph, spec, torch_device.type, batch_size, num_workers)
 
 
 def _int8(spec: BackboneSpec, graph: Path, calibration, graph_cache: Path | None) -> tuple[Path, BackboneSpec]:
