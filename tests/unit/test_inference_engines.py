@@ -152,3 +152,20 @@ def test_int8_graph_is_cached_per_calibration_set_and_tracks_fp32(backbone, grap
     int8 = EngineExtractor(OpenVinoBackend(int8_graph, 2), quant_spec).transform(paths)
     cosine = np.sum(fp32 * int8, axis=1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1))
     assert 0 < _rel_l2(int8, fp32).max() and cosine.min() > 0.9  # quantized: close, not equal
+
+
+def _cv(aucs: list[float], start: str = "2026-09-09") -> dict:
+    folds = [{"fold": i + 1, "auc": a, "n_train": 240 * (i + 1), "n_test": 240, "test_start": f"{start}T{i:02d}",
+              "test_end": f"{start}T{i:02d}:59"} for i, a in enumerate(aucs)]
+    return {"folds": folds, "mean_auc": float(np.mean(aucs))}
+
+
+def test_int8_guard_accepts_small_drops_only_on_the_same_folds():
+    from defectflow.inference.int8_guard import int8_verdict
+
+    fp32 = _cv([0.90, 0.96, 0.94, 0.94])
+    assert int8_verdict(fp32, _cv([0.899, 0.957, 0.941, 0.936]))["accepted"]  # mean drop 0.00175
+    refused = int8_verdict(fp32, _cv([0.89, 0.95, 0.93, 0.93]))  # mean drop 0.01
+    assert not refused["accepted"] and refused["drop"] == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="different folds"):
+        int8_verdict(fp32, _cv([0.90, 0.96, 0.94, 0.94], start="2026-10-01"))
