@@ -22,10 +22,12 @@ from bench import machine
 RESULTS = Path(__file__).with_name("results")
 
 
-def _features(workdir: Path) -> tuple[pd.DataFrame, str]:
+def _features(workdir: Path) -> tuple[pd.DataFrame, str, float | None]:
+    """Feature matrix by sha256, the engine that made it, and the featurize stage's images/s."""
     frame = pd.read_parquet(workdir / "features.parquet").set_index("sha256").sort_index()
-    device = json.loads((workdir / "features.json").read_text())["run"]["device"]
-    return frame, device if "(" in device else f"torch ({device})"  # torch reports the bare device
+    run = json.loads((workdir / "features.json").read_text())["run"]
+    device = run["device"] if "(" in run["device"] else f"torch ({run['device']})"  # torch reports the bare device
+    return frame, device, run["images_per_s"]
 
 
 def compare(reference: Path, others: list[Path]) -> dict:
@@ -34,23 +36,24 @@ def compare(reference: Path, others: list[Path]) -> dict:
     spec = json.loads((reference / "model" / "spec.json").read_text())
     booster = lgb.Booster(model_file=str(reference / "model" / "booster.txt"))
     threshold = float(json.loads((reference / "metrics" / "cv.json").read_text())["threshold"])
-    ref, ref_device = _features(reference)
+    ref, ref_device, ref_rate = _features(reference)
     p_ref = booster.predict(ref.to_numpy(), num_iteration=spec["num_boost_round"])
     rows = []
     for other in others:
-        feats, device = _features(other)
+        feats, device, rate = _features(other)
         if not feats.index.equals(ref.index):
             raise SystemExit(f"{other} holds other images than {reference}")
         a, b = feats.to_numpy(np.float64), ref.to_numpy(np.float64)
         rel = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
         p = booster.predict(feats.to_numpy(), num_iteration=spec["num_boost_round"])
         same = (p >= threshold) == (p_ref >= threshold)
-        rows.append({"engine": device, "workdir": str(other), "images": int(len(feats)),
+        rows.append({"engine": device, "workdir": str(other), "images": int(len(feats)), "featurize_images_per_s": rate,
                      "feature_max_abs_diff": float(np.abs(a - b).max()),
                      "feature_rel_l2_median": float(np.median(rel)), "feature_rel_l2_max": float(rel.max()),
                      "p_fail_max_abs_diff": float(np.abs(p - p_ref).max()),
                      "same_decision_share": float(same.mean()), "different_decisions": int((~same).sum())})
     return {"reference": {"engine": ref_device, "workdir": str(reference), "threshold": threshold,
+                          "featurize_images_per_s": ref_rate,
                           "num_boost_round": spec["num_boost_round"], "featurizer_id": spec["featurizer"]["featurizer_id"]},
             "machine": machine.describe("cpu"), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "rows": rows}
@@ -60,11 +63,13 @@ def to_markdown(result: dict) -> str:
     ref = result["reference"]
     lines = [f"# Engine parity: booster decisions on features from each engine vs {ref['engine']}", "",
              f"Booster trained on the reference features ({ref['featurizer_id']}, {ref['num_boost_round']} rounds), "
-             f"operating threshold {ref['threshold']:.4f}; {result['created_at']}.", "",
-             "| engine | images | max abs Δ feature | rel L2 median / max | max abs Δp | same decision |",
-             "|---|---:|---:|---|---:|---:|"]
+             f"operating threshold {ref['threshold']:.4f}; {result['created_at']}. The featurize stage ran at "
+             f"{ref['featurize_images_per_s']} img/s with the reference engine (separate runs, not interleaved: "
+             "see the bench for fair ratios).", "",
+             "| engine | images | featurize img/s | max abs Δ feature | rel L2 median / max | max abs Δp | same decision |",
+             "|---|---:|---:|---:|---|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['engine']} | {r['images']} | {r['feature_max_abs_diff']:.1e} | "
+        lines.append(f"| {r['engine']} | {r['images']} | {r['featurize_images_per_s']} | {r['feature_max_abs_diff']:.1e} | "
                      f"{r['feature_rel_l2_median']:.1e} / {r['feature_rel_l2_max']:.1e} | {r['p_fail_max_abs_diff']:.1e} | "
                      f"{r['same_decision_share']:.2%} ({r['different_decisions']} differ) |")
     return "\n".join(lines) + "\n"
