@@ -170,13 +170,13 @@ def where_time_goes(ctx: Context) -> dict:
     out["decode_only_ms_per_image_jpeg_draft"] = ms_per_image(jpegs, lambda p: to_rgb(open_image(p, draft_size=size)))
     out["resize_only_ms_per_image_jpeg_draft"] = ms_per_image(
         decoded, lambda img: img.resize((size, size), Image.Resampling.BILINEAR))
-    for variant in ctx.cfg.get("profile_engines", []):  # model time per engine, same input batch
-        ex = ctx.extractor(backbone, variant)
+    for engine_variant in ctx.cfg.get("profile_engines", []):  # model time per engine, same input batch
+        ex = ctx.extractor(backbone, engine_variant)
         batch = np.resize(np.stack([load_uint8(p, size) for p in jpegs]), (ex.batch_size, size, size, 3))
         data = _on_engine(ex, torch.from_numpy(batch))
         rate = float(np.median(rate_runs(lambda ex=ex, data=data: len(ex.forward_uint8(data)), ctx.repeats,
                                          sync=ctx.sync)))
-        out[f"model_ms_per_image_{variant['label']}"] = round(1e3 / rate, 3)
+        out[f"model_ms_per_image_{engine_variant['label']}"] = round(1e3 / rate, 3)
 
     extractor = ctx.extractor(backbone, variant)
     bs = extractor.batch_size
