@@ -48,6 +48,24 @@ def rate_runs(work: Callable[[], int], repeats: int, warmup: bool = True,
     return rates
 
 
+def interleaved_rate_runs(works: list[Callable[[], int]], repeats: int,
+                          sync: Callable[[], None] = lambda: None) -> list[list[float]]:
+    """`rate_runs` for several variants, taking turns: run r of every variant before run r+1 of
+    any, so a change in machine load (other jobs on a shared box) hits all variants alike and
+    their ratios stay fair. One warm-up each first."""
+    for work in works:
+        work()
+        sync()
+    out: list[list[float]] = [[] for _ in works]
+    for _ in range(repeats):
+        for runs, work in zip(out, works, strict=True):
+            started = time.perf_counter()
+            items = work()
+            sync()
+            runs.append(items / (time.perf_counter() - started))
+    return out
+
+
 def seconds_runs(work: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
     """Wall-clock seconds of `work`, per run (no warm-up: the caller decides what is cold)."""
     out = []

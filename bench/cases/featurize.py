@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.cases.context import Context
-from bench.timing import Result, compare, rate_runs
+from bench.timing import Result, compare, interleaved_rate_runs, rate_runs
 
 
 def naive_features(model, paths: Sequence[str], size: int, mean: Sequence[float], std: Sequence[float],
@@ -47,6 +47,17 @@ def _naive_row(ctx: Context, backbone: str) -> Result:
                   params={"backbone": backbone, "images": len(paths)})
 
 
+def _engine_key(params: dict) -> tuple:
+    """Variants that compute the same thing: end-to-end rows are compared with the model-alone row
+    of the same engine, quantization and precision."""
+    return params.get("engine", "torch"), params.get("quantization", "none"), params.get("precision", "auto")
+
+
+def _on_engine(extractor, pixels):
+    """The preloaded batch where the extractor reads it: the torch device, or host numpy for a graph engine."""
+    return pixels.to(extractor.device_name) if hasattr(extractor, "plan") else pixels.numpy()
+
+
 def _model_rows(ctx: Context, backbone: str) -> list[Result]:
     import torch
 
@@ -57,26 +68,27 @@ def _model_rows(ctx: Context, backbone: str) -> list[Result]:
     paths = ctx.images.paths(min(n, 64), "jpeg")
     decoded = np.stack([load_uint8(p, size) for p in paths])
     pixels = torch.from_numpy(np.resize(decoded, (n, size, size, 3)))
-    rows = []
+    variants, works = [], []
     for variant in ctx.cfg["model_variants"]:
         extractor = ctx.extractor(backbone, variant)
-        on_device = pixels.to(extractor.device_name)  # preloaded: no decode, no host-to-device copy
-        bs = extractor.batch_size
+        data = _on_engine(extractor, pixels)  # preloaded: no decode, no host-to-device copy
 
-        def work(ex=extractor, data=on_device, bs=bs) -> int:
+        def work(ex=extractor, data=data, bs=extractor.batch_size) -> int:
             for i in range(0, len(data), bs):
                 ex.forward_uint8(data[i : i + bs])
             return len(data)
 
-        runs = rate_runs(work, ctx.repeats, sync=ctx.sync)
-        rows.append(Result("b", f"{backbone} model alone ({variant['label']})", "images/s", runs,
-                           params={"backbone": backbone, "images": n, "batch_size": bs, **variant}))
-    return rows
+        variants.append((variant, extractor.batch_size))
+        works.append(work)
+    all_runs = interleaved_rate_runs(works, ctx.repeats, sync=ctx.sync)
+    return [Result("b", f"{backbone} model alone ({variant['label']})", "images/s", runs,
+                   params={"backbone": backbone, "images": n, "batch_size": bs, **variant})
+            for (variant, bs), runs in zip(variants, all_runs, strict=True)]
 
 
 def _e2e_rows(ctx: Context, backbone: str) -> list[Result]:
     n = int(ctx.cfg["e2e_images"])
-    rows = []
+    variants, works = [], []
     for variant in ctx.cfg["e2e_variants"]:
         paths = ctx.images.paths(n, variant["format"])
         extractor = ctx.extractor(backbone, variant)
@@ -84,20 +96,31 @@ def _e2e_rows(ctx: Context, backbone: str) -> list[Result]:
         def work(ex=extractor, paths=paths) -> int:
             return len(ex.transform(paths))
 
-        runs = rate_runs(work, ctx.repeats, sync=ctx.sync)
-        rows.append(Result("a", f"{backbone} end to end ({variant['label']})", "images/s", runs,
-                           params={"backbone": backbone, "images": n, "batch_size": extractor.batch_size, **variant}))
-    return rows
+        variants.append((variant, extractor.batch_size))
+        works.append(work)
+    all_runs = interleaved_rate_runs(works, ctx.repeats, sync=ctx.sync)
+    return [Result("a", f"{backbone} end to end ({variant['label']})", "images/s", runs,
+                   params={"backbone": backbone, "images": n, "batch_size": bs, **variant})
+            for (variant, bs), runs in zip(variants, all_runs, strict=True)]
 
 
 def _close_to_model(e2e: list[Result], model: list[Result]) -> None:
-    """Note each end-to-end row's share of the model-alone speed in the same precision."""
-    by_precision = {r.params.get("precision", "auto"): r for r in model}
+    """Note each end-to-end row's share of the model-alone speed of the same engine and precision,
+    and its speed-up over the torch end-to-end row of the same format and decode workers."""
+    by_engine = {_engine_key(r.params): r for r in model}
+    torch_e2e = {(r.params["format"], r.params.get("workers")): r for r in e2e
+                 if _engine_key(r.params) == ("torch", "none", "auto")}
     for row in e2e:
-        ref = by_precision.get(row.params.get("precision", "auto"))
+        notes = []
+        ref = by_engine.get(_engine_key(row.params))
         if ref is not None and not row.params.get("compile"):
             row.params["share_of_model_alone"] = round(row.median / ref.median, 3)
-            row.note = f"{row.median / ref.median:.0%} of model alone ({ref.name})"
+            notes.append(f"{row.median / ref.median:.0%} of model alone ({ref.name})")
+        base = torch_e2e.get((row.params["format"], row.params.get("workers")))
+        if base is not None and base is not row:
+            row.params["vs_torch_e2e"] = round(row.median / base.median, 2)
+            notes.append(f"{row.median / base.median:.2f}× torch end to end ({base.params['label']})")
+        row.note = "; ".join(notes)
 
 
 def run(ctx: Context) -> list[Result]:
@@ -124,7 +147,8 @@ def where_time_goes(ctx: Context) -> dict:
     from PIL import Image
     from torch.profiler import ProfilerActivity, profile
 
-    from defectflow.features.imaging import load_uint8
+    from defectflow.features.imaging import load_uint8, open_image
+    from defectflow.validation.convert import to_rgb
 
     backbone, variant = ctx.cfg["backbones"][0], ctx.cfg["e2e_variants"][0]
     size = int(ctx.cfg["image_size"])
@@ -141,6 +165,18 @@ def where_time_goes(ctx: Context) -> dict:
     out["decode_resize_ms_per_image_png"] = ms_per_image(pngs, lambda p: load_uint8(p, size))
     out["decode_resize_ms_per_image_jpeg_full_decode"] = ms_per_image(  # as the naive baseline does
         jpegs, lambda p: Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+    # the two halves of load_uint8 on JPEG: draft decode + RGB, then the antialiased resize
+    decoded = [to_rgb(open_image(p, draft_size=size)) for p in jpegs]
+    out["decode_only_ms_per_image_jpeg_draft"] = ms_per_image(jpegs, lambda p: to_rgb(open_image(p, draft_size=size)))
+    out["resize_only_ms_per_image_jpeg_draft"] = ms_per_image(
+        decoded, lambda img: img.resize((size, size), Image.Resampling.BILINEAR))
+    for engine_variant in ctx.cfg.get("profile_engines", []):  # model time per engine, same input batch
+        ex = ctx.extractor(backbone, engine_variant)
+        batch = np.resize(np.stack([load_uint8(p, size) for p in jpegs]), (ex.batch_size, size, size, 3))
+        data = _on_engine(ex, torch.from_numpy(batch))
+        rate = float(np.median(rate_runs(lambda ex=ex, data=data: len(ex.forward_uint8(data)), ctx.repeats,
+                                         sync=ctx.sync)))
+        out[f"model_ms_per_image_{engine_variant['label']}"] = round(1e3 / rate, 3)
 
     extractor = ctx.extractor(backbone, variant)
     bs = extractor.batch_size

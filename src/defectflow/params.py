@@ -79,6 +79,9 @@ class FeaturizeParams:
     batch_size: int = 32
     num_workers: int = 2
     device: str = "auto"
+    engine: str = "auto"  # auto | torch | onnxruntime | openvino (defectflow.inference.engine)
+    quantization: str = "none"  # none | int8 (opt-in, needs engine onnxruntime/openvino; docs/performance.md)
+    calibration_images: int = 128  # int8: the earliest labelled images calibrate the quantization
     mode: str = "frozen"            # frozen | finetune (fine-tune `weights` on the labelled rows first)
     finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneParams fields
 

@@ -58,18 +58,18 @@ def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = N
     """
     import mlflow
 
-    from defectflow.scoring.model import load_scorer
+    from defectflow.registry.resolve import resolve_model_version
 
     if not model_uri.startswith("models:/"):
         raise ConfigError(f"--model {model_uri!r}: export takes a registered model, models:/<name>@<alias> "
                           "or models:/<name>/<version>")
-    identity = load_scorer(model_uri, tracking_uri)  # resolves the alias to a pinned version
+    identity = resolve_model_version(model_uri, tracking_uri)  # the alias, pinned to a version
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
     classifier = mlflow.pyfunc.load_model(identity.uri).unwrap_python_model()
     spec, featurizer = classifier.spec, classifier.spec["featurizer"]
-    backbone = classifier.extractor.model
+    backbone = classifier.backbone
     booster = classifier.booster
     num_rounds = int(spec.get("num_boost_round") or booster.current_iteration())
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from defectflow.edge.images import ImageLimits, decode_resized, to_input_tensor
+from defectflow.inference.images import ImageLimits, decode_resized, to_input_tensor
 from defectflow.edge.manifest import EdgeManifest
 
 

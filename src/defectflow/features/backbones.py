@@ -42,10 +42,16 @@ class BackboneSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     preprocessing: str = PREPROCESSING_VERSION
+    # "none" (fp32 on any engine: features agree to ~1e-5, so they share one cache key) or
+    # "int8-<calibration id>" (quantized features differ materially: their own key).
+    quantization: str = "none"
 
     @property
     def featurizer_id(self) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True).encode()
+        fields = asdict(self)
+        if fields["quantization"] == "none":  # keeps every fp32 id (and feature cache) as it was
+            del fields["quantization"]
+        payload = json.dumps(fields, sort_keys=True).encode()
         return f"{self.name}-{hashlib.sha256(payload).hexdigest()[:16]}"
 
     def to_dict(self) -> dict:

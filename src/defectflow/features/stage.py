@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from defectflow import atomic
-from defectflow.errors import DefectflowError
+from defectflow.errors import ConfigError, DefectflowError
 from defectflow.distributed.executor import is_distributed
 from defectflow.params import ExecutorParams, FeaturizeParams
 from defectflow.params import AnomalyParams
@@ -43,14 +43,14 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     Returns a summary with how many vectors were computed vs reused and the throughput.
     """
     from defectflow.anomaly import featurize as anomaly_featurize
-    from defectflow.features.backbones import backbone_spec, build_backbone
-    from defectflow.features.extract import FeatureExtractor
     from defectflow.features.store import FeatureStore
     from defectflow.features.tuned import check_mode, finetune_for_manifest
+    from defectflow.inference.engine import build_extractor, calibration_set, feature_spec
 
     if not workdir.manifest.exists():
         raise DefectflowError(f"{workdir.manifest} not found: run `defectflow validate` first")
-    images = usable_images(pd.read_parquet(workdir.manifest))
+    manifest = pd.read_parquet(workdir.manifest)
+    images = usable_images(manifest)
     if images.empty:
         raise DefectflowError("the manifest has no usable images (all quarantined?); see reports/validation.json")
 
@@ -58,7 +58,14 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     finetune = None
     if params.mode == "finetune":  # the backbone is fine-tuned on the labelled rows first (features/tuned.py)
         params, finetune = finetune_for_manifest(data_dir, workdir, params, seed, progress)
-    spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
+    int8 = params.quantization == "int8"
+    if int8 and is_distributed(executor):
+        raise ConfigError("featurize.quantization=int8 runs in this process only; set executor.kind=local")
+    if int8 and anomaly is not None and anomaly.enabled:
+        raise ConfigError("featurize.quantization=int8 cannot feed the anomaly head (its patch tap needs the torch "
+                          "backbone pass): set anomaly.enabled=false with int8")
+    calibration = calibration_set(manifest, data_dir, params.calibration_images) if int8 else ([], [])
+    spec = feature_spec(params.backbone, params.weights, params.image_size, seed, params.quantization, calibration[0])
     store = FeatureStore(workdir.feature_store, spec)
     store.remove_orphans()  # left by a run killed mid-write; the folder is a DVC output
     todo = store.missing(images["sha256"])
@@ -77,8 +84,13 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         local = list(dict.fromkeys([*local, *patches.missing(images["sha256"])]))
     if local:
         sources = [str(Path(data_dir).resolve() / path_of[s]) for s in local]
-        model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
-        extractor = FeatureExtractor(model, spec, params.device, params.batch_size, params.num_workers)
+        # The patch tap hooks a layer of the torch backbone, so the anomaly head's pass runs in torch;
+        # an ONNX engine would need the tapped layer as a second graph output (not built yet).
+        engine = "torch" if patches else params.engine
+        extractor, spec = build_extractor(
+            params.backbone, params.weights, params.image_size, seed, engine=engine, device=params.device,
+            batch_size=params.batch_size, num_workers=params.num_workers, graph_cache=workdir.feature_store / "graphs",
+            quantization=params.quantization, calibration=calibration if int8 else None)
         device = extractor.device_name
         log.info("featurizing %d new images with %s on %s (%d cached)", len(local), spec.featurizer_id, device,
                  len(images) - len(local))
@@ -104,7 +116,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         "n_computed": len(todo),
         "n_cached": int(len(images) - len(todo)),
         "seconds": round(seconds, 3),
-        "images_per_s": round(len(todo) / seconds, 1) if todo and seconds > 0 else None,
+        "images_per_s": round(len(local) / seconds, 1) if local and seconds > 0 else None,
         "features_path": str(workdir.features),
     }
     atomic.write_json(workdir.features_spec, {"spec": spec.to_dict(), "run": summary,

@@ -36,7 +36,7 @@ class DefectClassifier(mlflow.pyfunc.PythonModel):
         import torch
 
         from defectflow.features.backbones import BackboneSpec, headless_from_state_dict
-        from defectflow.features.extract import FeatureExtractor
+        from defectflow.inference.engine import extractor_for_model
 
         with open(context.artifacts[ARTIFACT_SPEC]) as fh:
             self.spec = json.load(fh)
@@ -46,9 +46,11 @@ class DefectClassifier(mlflow.pyfunc.PythonModel):
             mean=tuple(feat["mean"]), std=tuple(feat["std"]), preprocessing=feat["preprocessing"],
         )
         state = torch.load(context.artifacts[ARTIFACT_BACKBONE], map_location="cpu", weights_only=True)
-        model = headless_from_state_dict(backbone_spec, state)
-        # In-process decoding: scoring requests are small and worker start-up would dominate.
-        self.extractor = FeatureExtractor(model, backbone_spec, device="auto", batch_size=32, num_workers=0)
+        self.backbone = headless_from_state_dict(backbone_spec, state)  # the edge exporter traces it
+        # The engine `featurize.engine: auto` would pick (ONNX Runtime on CPU, torch on CUDA); fp32
+        # engines agree to ~1e-5 (docs/performance.md). Decoding stays in-process (no worker start-up).
+        self.extractor = extractor_for_model(self.backbone, backbone_spec, engine="auto", device="auto",
+                                             batch_size=32, num_workers=1)
         self.booster = lgb.Booster(model_file=context.artifacts[ARTIFACT_BOOSTER])
         self.threshold = float(self.spec["threshold"])
 

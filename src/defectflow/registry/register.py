@@ -20,7 +20,7 @@ from defectflow.workdir import Workdir
 log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
 # Exact pins of what the pyfunc imports: inferring them is slow and picks the wrong torch build.
-PYFUNC_PACKAGES = ["mlflow", "torch", "torchvision", "lightgbm", "numpy", "pandas", "pillow", "pyyaml"]
+PYFUNC_PACKAGES = ["mlflow", "torch", "torchvision", "lightgbm", "numpy", "pandas", "pillow", "pyyaml", "onnxruntime"]
 
 
 def pip_requirements() -> list[str]:

@@ -11,17 +11,15 @@ score never loads the model at all.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from defectflow.errors import ConfigError, RegistryUnavailableError
-from defectflow.redact import redact_url
+from defectflow.errors import ConfigError
+from defectflow.registry.resolve import resolve_model_version
 
-MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 OUTPUT_COLUMNS = ("fail_probability", "decision")
 
 
@@ -67,34 +65,17 @@ def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer:
 
 
 def _registry_scorer(uri: str, tracking_uri: str | None) -> Scorer:
-    match = MODELS_URI.match(uri)
-    if not match:
-        raise ConfigError(f"model URI {uri!r} is malformed; use models:/<name>@<alias> or models:/<name>/<version>")
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    name = match["name"]
-    try:
-        if match["alias"]:
-            version = client.get_model_version_by_alias(name, match["alias"]).version
-        else:
-            version = client.get_model_version(name, match["version"]).version
-    except MlflowException as exc:
-        raise RegistryUnavailableError(
-            f"cannot resolve {uri} in the registry at {redact_url(client.tracking_uri)}: {exc.message}; "
-            "check the model name and alias (defectflow register / promote create them)"
-        ) from None
-    pinned = f"models:/{name}/{version}"  # pin the version: an alias moving mid-run must not mix models
+    ref = resolve_model_version(uri, tracking_uri)  # pinned: an alias moving mid-run must not mix models
 
     def load() -> Predictor:
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
             mlflow.set_registry_uri(tracking_uri)
-        return mlflow.pyfunc.load_model(pinned)
+        return mlflow.pyfunc.load_model(ref.uri)
 
-    return Scorer(name=name, version=str(version), uri=pinned, _load=load)
+    return Scorer(name=ref.name, version=ref.version, uri=ref.uri, _load=load)
 
 
 def _edge_scorer(folder: Path) -> Scorer:

@@ -14,7 +14,8 @@ from PIL import Image, UnidentifiedImageError
 
 from defectflow.hashing import sha256_file
 from defectflow.params import ValidateParams
-from defectflow.validation.convert import SUPPORTED_FORMATS, UnconvertibleModeError, to_rgb
+from defectflow.inference.images import ImageLimits, header_problem
+from defectflow.validation.convert import UnconvertibleModeError, to_rgb
 from defectflow.validation.reasons import Reason
 
 
@@ -67,14 +68,7 @@ def check_image(path: Path, params: ValidateParams) -> ImageFacts:
 
 
 def _header_problem(image: Image.Image, params: ValidateParams) -> tuple[Reason, str] | None:
-    """Checks that need only the header: run before decoding so a bomb is never decompressed."""
-    if image.format not in SUPPORTED_FORMATS:
-        return Reason.UNSUPPORTED_FORMAT, f"{image.format} image; supported: PNG, JPEG, BMP, TIFF"
-    width, height = image.size
-    if width * height > params.max_pixels:
-        return Reason.DECOMPRESSION_BOMB, f"{width}x{height} = {width * height} pixels > max_pixels {params.max_pixels}"
-    if max(width, height) > params.max_side:
-        return Reason.TOO_LARGE, f"{width}x{height}: a side exceeds max_side {params.max_side}"
-    if min(width, height) < params.min_side:
-        return Reason.TOO_SMALL, f"{width}x{height}: a side is below min_side {params.min_side}"
-    return None
+    """Checks that need only the header: run before decoding so a bomb is never decompressed.
+    The rule is the inference core's, so validation and the service refuse the same images."""
+    limits = ImageLimits(max_pixels=params.max_pixels, min_side=params.min_side, max_side=params.max_side)
+    return header_problem(image.format, image.width, image.height, limits)
