@@ -62,7 +62,7 @@ bench: setup
 
 # Model quality on real images (ELPV solar cells; README "Model quality on real images"):
 # writes bench/results/quality-<device>-<date>.json and .md. QUALITY_ARGS="--variants baseline,res300 ..."
-QUALITY_ARGS ?= --variants baseline,conformal,margin02
+QUALITY_ARGS ?= --variants baseline,empirical,margin02
 quality: setup
 	$(BIN)/python -m bench.quality $(QUALITY_ARGS)
 
