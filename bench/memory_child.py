@@ -77,7 +77,8 @@ def main(job_file: str) -> None:
     computed = FeatureStore(job["store"], spec).fill(job["keys"], job["paths"], extractor)
     sampler.stop()
     print(json.dumps({"baseline_mib": round(baseline, 1), "peak_mib": round(sampler.peak, 1),
-                      "growth_mib": round(sampler.peak - baseline, 1), "worker_peak_mib": round(sampler.workers_peak, 1),
+                      "growth_mib": round(sampler.peak - baseline, 1),
+                      "worker_peak_mib": round(sampler.workers_peak, 1),
                       "samples": sampler.samples, "computed": len(computed), "engine": extractor.device_name}))
 
 

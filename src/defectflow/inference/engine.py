@@ -37,7 +37,8 @@ def resolve_engine(engine: str, device_type: str) -> str:
         return next(e for e in CPU_PREFERENCE if e == "torch" or installed(e))
     require(engine)
     if device_type == "cuda" and engine == "openvino":
-        raise ConfigError("featurize.engine=openvino runs on the CPU only; use device=cpu, or engine=auto/torch on CUDA")
+        raise ConfigError("featurize.engine=openvino runs on the CPU only; "
+                          "use device=cpu, or engine=auto/torch on CUDA")
     return engine
 
 
