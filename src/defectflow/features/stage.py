@@ -78,6 +78,9 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     if todo and is_distributed(executor):
         from defectflow.distributed.featurize_dask import featurize_on_dask
 
+        if params.engine not in ("auto", "torch"):
+            log.warning("featurize.engine=%s applies to this process only: Dask workers featurize with torch",
+                        params.engine)
         device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
     local = [] if is_distributed(executor) else todo
     if patches:  # images without patch vectors (also those featurized on Dask) run here, once
