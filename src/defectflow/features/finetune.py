@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from defectflow import atomic
 from defectflow.errors import DefectflowError
+from defectflow.evaluation.metrics import auc
 from defectflow.features.backbones import BACKBONES, build_backbone
 from defectflow.features.extract import select_device, usable_cpus
 from defectflow.features.imaging import ImageSource, load_uint8
@@ -140,7 +141,7 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
             total += float(loss.detach()) * len(idx)
         record = {"epoch": epoch, "train_loss": round(total / max(1, len(fit_pos)), 5)}
         if len(val_pos):
-            record["val_auc"] = round(_auc(rows.y[val_pos], predict(net, pixels[val_pos], norm, dev, ft.batch_size)), 5)
+            record["val_auc"] = round(auc(rows.y[val_pos], predict(net, pixels[val_pos], norm, dev, ft.batch_size)), 5)
         history.append(record)
         log.info("fine-tune epoch %d: %s", epoch, record)
         score = record.get("val_auc", epoch)  # without a validation slice the last epoch wins
@@ -235,9 +236,3 @@ def _autocast(dev: torch.device):
     import contextlib
 
     return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p))
