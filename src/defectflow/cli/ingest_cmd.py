@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from defectflow.cli.common import emit
-from defectflow.errors import ConfigError, DefectflowError
+from defectflow.errors import ConfigError, DefectflowError, ExitCode
 from defectflow.params import AzureParams, Params
 
 
 class IngestIncompleteError(DefectflowError):
     """Some blobs were rejected or could not be ingested; everything else was."""
 
-    exit_code = 11
+    exit_code = ExitCode.INGEST_INCOMPLETE
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
