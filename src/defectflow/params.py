@@ -161,8 +161,8 @@ class ExecutorParams:
     address: str | None = None      # scheduler address for kind=address (tcp://host:8786); else $DASK_SCHEDULER_ADDRESS
     n_workers: int = 2              # local_cluster: worker processes
     threads_per_worker: int = 1     # local_cluster: threads (= torch threads, LightGBM threads) per worker
-    shard_size: int = 64            # images per featurization task (a multiple of featurize.batch_size keeps batches whole)
-    task_retries: int = 2           # a shard that raised is re-run this many times (a dead worker's shards are always re-run)
+    shard_size: int = 64            # images per featurization task (a multiple of featurize.batch_size: whole batches)
+    task_retries: int = 2           # re-runs of a shard that raised (a dead worker's shards are always re-run)
 
 
 @dataclass(frozen=True)
