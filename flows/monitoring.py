@@ -44,8 +44,8 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
     logger = get_run_logger()
     params = Params.load(params_file, overrides or [])
     alerts = params.section("alerts", AlertsParams)
-    data = Path(data_dir or params.get("data.dir") or "data/demo")
-    wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
+    data = params.data.data_dir(data_dir)
+    wd = Workdir(params.data.work_dir(workdir))
     uri = tracking_uri(params.section("register", RegisterParams), wd)
     tracking_reachable(uri)
 
@@ -83,8 +83,8 @@ def drift_flow(data_dir: str | None = None, workdir: str | None = None, params_f
     from defectflow.monitoring.drift_events import emit_drift_events
 
     params = Params.load(params_file, overrides or [])
-    data = Path(data_dir or params.get("data.dir") or "data/demo")
-    wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
+    data = params.data.data_dir(data_dir)
+    wd = Workdir(params.data.work_dir(workdir))
     if reference_until is None:
         reference_until = champion_cutoff(params, wd)
     results = [CameraDrift(**r) for r in drift_task(data, wd, params, reference_until)]

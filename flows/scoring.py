@@ -49,8 +49,8 @@ def scoring_flow(input_spec: str | None = None, model_uri: str | None = None, re
     logger = get_run_logger()
     params = Params.load(params_file, overrides or [])
     section = params.section("score", ScoreParams)
-    wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
-    source = input_spec or params.get("data.dir") or "data/demo"
+    wd = Workdir(params.data.work_dir(workdir))
+    source = input_spec or str(params.data.data_dir())
     summary = score_task(source, model_uri or section.model, resolve_results_url(results_url or section.results_url, wd),
                          params, wd)
     logger.info("%s v%s: scored %d new of %d images (%d already scored, %d unreadable) → %s",

@@ -198,8 +198,8 @@ def training_flow(data_dir: str | None = None, workdir: str | None = None, param
 
     logger = get_run_logger()
     params = Params.load(params_file, overrides or [])
-    data = Path(data_dir or params.get("data.dir") or "data/demo")
-    wd = Workdir(workdir or params.get("data.workdir") or "work/demo")
+    data = params.data.data_dir(data_dir)
+    wd = Workdir(params.data.work_dir(workdir))
     uri = tracking_uri(params.section("register", RegisterParams), wd)
     tracking_reachable(uri)  # fail before any work when the registry is down: nothing half-done
     logger.info("data %s, workdir %s, tracking %s", data, wd.root, redact_url(uri))

@@ -1,24 +1,50 @@
 """Load `params.yaml`, apply `--set key=value` overrides, and hand each stage its typed section.
 
-The YAML file is the single source of configuration (DVC reads the same file). Stages never
-read YAML themselves: they receive the dataclass for their section, so a typo in a key fails
-early with the name of the key instead of being silently ignored.
+The YAML file is what DVC, the CLI and the flows read; the dataclasses below are its packaged
+defaults and hold exactly the shipped file's values (tests/unit/test_params_defaults.py proves it), so
+running without ./params.yaml trains the same model. Stages never read YAML themselves: they receive
+the dataclass for their section, so a typo in a key or a section fails early with its name instead
+of being silently ignored.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from defectflow.errors import ConfigError
-from defectflow.params_check import check_section
+from defectflow.errors import ConfigError, DataFolderMissingError
+from defectflow.params_check import check_section, check_tree
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
+DEFAULT_SEED = 42
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where the images are and where every stage output lands: the defaults of `--data` / `--workdir`
+    (and of the flows' `data_dir` / `workdir`). `dir: null` makes every command ask for `--data`."""
+
+    dir: str | None = "data/demo"       # images + labels.csv
+    workdir: str = "work/demo"
+
+    def data_dir(self, given: str | Path | None = None) -> Path:
+        """`given` (a --data argument), else `dir`; DataFolderMissingError when neither names a folder."""
+        chosen = given or self.dir
+        if not chosen:
+            raise DataFolderMissingError()
+        return Path(chosen)
+
+    def work_dir(self, given: str | Path | None = None) -> Path:
+        """`given` (a --workdir argument), else `workdir`."""
+        return Path(given or self.workdir)
 
 
 @dataclass(frozen=True)
@@ -83,7 +109,7 @@ class FeaturizeParams:
     quantization: str = "none"  # none | int8 (opt-in, needs engine onnxruntime/openvino; docs/performance.md)
     calibration_images: int = 128  # int8: the earliest labelled images calibrate the quantization
     mode: str = "frozen"            # frozen | finetune (fine-tune `weights` on the labelled rows first)
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneParams fields
+    finetune: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(FinetuneParams()))
 
     def finetune_params(self) -> FinetuneParams:
         """The typed `featurize.finetune` block (unknown keys are named)."""
@@ -118,7 +144,12 @@ class TrainParams:
     val_fraction: float = 0.15
     early_stopping_rounds: int = 100
     min_rounds: int = 50            # a fold whose early stopping stops sooner is refit with this many rounds
-    lgbm: dict[str, Any] = field(default_factory=dict)
+    # Passed to LightGBM as given (a params file's block replaces this one whole); n_estimators = maximum rounds.
+    lgbm: dict[str, Any] = field(default_factory=lambda: {
+        "objective": "binary", "n_estimators": 600, "learning_rate": 0.03, "num_leaves": 15,
+        "min_child_samples": 20, "colsample_bytree": 0.1, "subsample": 0.8, "subsample_freq": 1,
+        "reg_lambda": 1.0, "n_jobs": 2,
+    })
 
 
 @dataclass(frozen=True)
@@ -130,8 +161,8 @@ class ExecutorParams:
     address: str | None = None      # scheduler address for kind=address (tcp://host:8786); else $DASK_SCHEDULER_ADDRESS
     n_workers: int = 2              # local_cluster: worker processes
     threads_per_worker: int = 1     # local_cluster: threads (= torch threads, LightGBM threads) per worker
-    shard_size: int = 64            # images per featurization task (a multiple of featurize.batch_size keeps batches whole)
-    task_retries: int = 2           # a shard that raised is re-run this many times (a dead worker's shards are always re-run)
+    shard_size: int = 64            # images per featurization task (a multiple of featurize.batch_size: whole batches)
+    task_retries: int = 2           # re-runs of a shard that raised (a dead worker's shards are always re-run)
 
 
 @dataclass(frozen=True)
@@ -235,12 +266,21 @@ class AzureParams:
 
 T = TypeVar("T")
 
+
+def _as_yaml(node: Any) -> Any:
+    """`node` with tuples as lists, the only sequence YAML has."""
+    if isinstance(node, dict):
+        return {key: _as_yaml(value) for key, value in node.items()}
+    if isinstance(node, list | tuple):
+        return [_as_yaml(value) for value in node]
+    return node
+
 # Every section with a dataclass, checked together by Params.check.
 SECTIONS: dict[str, type] = {
-    "synth": SynthParams, "validate": ValidateParams, "featurize": FeaturizeParams, "train": TrainParams,
-    "executor": ExecutorParams, "evaluate": EvaluateParams, "gate": GateParams, "register": RegisterParams,
-    "promote": PromoteParams, "alerts": AlertsParams, "score": ScoreParams, "dashboard": DashboardParams,
-    "azure": AzureParams, "anomaly": AnomalyParams, "drift": DriftParams,
+    "data": DataParams, "synth": SynthParams, "validate": ValidateParams, "featurize": FeaturizeParams,
+    "train": TrainParams, "executor": ExecutorParams, "evaluate": EvaluateParams, "gate": GateParams,
+    "register": RegisterParams, "promote": PromoteParams, "alerts": AlertsParams, "score": ScoreParams,
+    "dashboard": DashboardParams, "azure": AzureParams, "anomaly": AnomalyParams, "drift": DriftParams,
 }
 
 
@@ -251,22 +291,42 @@ class Params:
         self.tree = tree
 
     @classmethod
+    def defaults(cls) -> Params:
+        """The packaged defaults as a full tree, as YAML would give it (lists, not tuples): the tree of the
+        shipped params.yaml."""
+        return cls({"seed": DEFAULT_SEED, **{name: _as_yaml(dataclasses.asdict(section()))
+                                             for name, section in SECTIONS.items()}})
+
+    @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Params:
-        """Read `path` (default ./params.yaml, else the package defaults), apply overrides, check every section."""
-        path = Path(path) if path else DEFAULT_PARAMS_FILE
-        if path.exists():
-            try:
-                tree = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        elif path == DEFAULT_PARAMS_FILE:
-            tree = {}
+        """Read `path`, apply overrides, check every section.
+
+        A named file must exist. Without one, ./params.yaml is read when it is there; otherwise the
+        packaged defaults are used, and a warning says so (they equal the shipped params.yaml).
+        """
+        if not path and not DEFAULT_PARAMS_FILE.exists():
+            log.warning("no %s in %s: using the packaged defaults (the values of the shipped params.yaml); "
+                        "pass --params FILE to use another file", DEFAULT_PARAMS_FILE, Path.cwd())
+            params = cls.defaults()
         else:
-            raise ConfigError(f"params file {path} does not exist")
-        params = cls(tree)
+            params = cls(cls._read(Path(path) if path else DEFAULT_PARAMS_FILE))
         for item in overrides or []:
             params = params.with_override(item)
         return params.check()
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        if not path.exists():
+            raise ConfigError(f"params file {path} does not exist: pass --params FILE with an existing file "
+                              f"(the repository's params.yaml lists every setting)")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path} must be a mapping of sections (seed, data, train, ...), "
+                              f"not {type(tree).__name__}")
+        return tree
 
     def with_override(self, assignment: str) -> Params:
         """Return a copy with `a.b.c=value` applied; the value is parsed as YAML (so 3, 0.5, true, null work)."""
@@ -309,16 +369,21 @@ class Params:
         return built
 
     def check(self) -> Params:
-        """Build and check every known section (params_check), so bad values fail before any stage runs."""
-        if not isinstance(self.tree.get("seed", 42), int) or isinstance(self.tree.get("seed", 42), bool):
-            raise ConfigError(f"params seed={self.tree.get('seed')!r} must be a whole number")
+        """Check the top level (known sections only) and build every section (params_check), so bad values
+        fail before any stage runs."""
+        check_tree(self.tree, sorted(SECTIONS))
         for name, cls in SECTIONS.items():
             self.section(name, cls)
         return self
 
     @property
     def seed(self) -> int:
-        return int(self.tree.get("seed", 42))
+        return int(self.tree.get("seed", DEFAULT_SEED))
+
+    @property
+    def data(self) -> DataParams:
+        """The `data` section: where the images are and where stage outputs go."""
+        return self.section("data", DataParams)
 
     def flat(self) -> dict[str, Any]:
         """Flatten to dotted keys (for MLflow params)."""

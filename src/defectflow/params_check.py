@@ -1,7 +1,8 @@
 """Check every params section up front: types from the dataclass annotations, ranges from RULES.
 
-`Params.section` runs `check_section` on each section it builds and `Params.check` builds
-them all, so a bad value (`featurize.batch_size=0`, `train.n_folds=abc`,
+`Params.check` runs `check_tree` on the top level (only known sections, a whole-number seed) and
+builds every section; `Params.section` runs `check_section` on each section it builds, so a typo
+(`featurise:`) or a bad value (`featurize.batch_size=0`, `train.n_folds=abc`,
 `featurize.device=cuda` on a machine without a GPU) fails with one line and exit 2 before any
 stage runs, instead of a traceback halfway through the pipeline. The rules are keyed by
 section and field name, so a section that gains fields only needs a line here when the new
@@ -51,6 +52,22 @@ def _device(value: str) -> str | None:
     return None
 
 
+# LightGBM's other names for the number of rounds: one of them in train.lgbm would silently override n_estimators.
+_ROUNDS_ALIASES = ("num_iterations", "num_iteration", "n_iter", "num_tree", "num_trees", "num_round", "num_rounds",
+                   "nrounds", "num_boost_round", "max_iter")
+
+
+def _lgbm(value: dict[str, Any]) -> str | None:
+    """The LightGBM block must say how many rounds to boost, under one name: there is no fallback number."""
+    rounds = value.get("n_estimators")
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        return "must set n_estimators (the maximum number of boosting rounds) to a whole number ≥ 1"
+    aliases = sorted(set(value) & set(_ROUNDS_ALIASES))
+    if aliases:
+        return f"sets the rounds as {', '.join(aliases)}: use n_estimators only"
+    return None
+
+
 POSITIVE = at_least(1)
 SHARE = between(0.0, 1.0)
 
@@ -64,7 +81,8 @@ RULES: dict[str, dict[str, Rule]] = {
                   "engine": one_of("auto", "torch", "onnxruntime", "openvino"), "quantization": one_of("none", "int8"),
                   "calibration_images": POSITIVE},
     "train": {"n_folds": POSITIVE, "gap_days": at_least(0), "min_train": POSITIVE, "min_test": POSITIVE,
-              "val_fraction": between(0.0, 0.9), "early_stopping_rounds": at_least(0), "min_rounds": at_least(0)},
+              "val_fraction": between(0.0, 0.9), "early_stopping_rounds": at_least(0), "min_rounds": at_least(0),
+              "lgbm": _lgbm},
     "executor": {"kind": one_of("local", "local_cluster", "address"), "n_workers": POSITIVE,
                  "threads_per_worker": POSITIVE, "shard_size": POSITIVE, "task_retries": at_least(0)},
     "evaluate": {"target_fail_recall": between(0.01, 1.0), "recall_margin": between(0.0, 0.5),
@@ -111,6 +129,22 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
     if base is dict:
         return None if isinstance(value, dict) else "must be a mapping"
     return None
+
+
+def check_tree(tree: dict[str, Any], sections: list[str]) -> None:
+    """Raise ConfigError for a top-level key that is neither `seed` nor one of `sections` (a typo such as
+    `featurise:` would otherwise be ignored), a section that is not a mapping, or a seed that is not whole."""
+    known = ["seed", *sections]
+    unknown = sorted(str(key) for key in tree if key not in known)
+    if unknown:
+        raise ConfigError(f"unknown top-level section(s) in params: {', '.join(unknown)}; "
+                          f"known sections are {', '.join(sorted(known))}")
+    for name in sections:
+        if tree.get(name) is not None and not isinstance(tree[name], dict):
+            raise ConfigError(f"params section '{name}' must be a mapping of keys, got {tree[name]!r}")
+    seed = tree.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"params seed={seed!r} must be a whole number")
 
 
 def check_section(name: str, section: Any) -> None:

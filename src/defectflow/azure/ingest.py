@@ -27,7 +27,7 @@ from defectflow.azure.blob_source import BlobEntry, BlobSource, IntegrityError, 
 from defectflow.azure.credentials import blob_service_client, describe_auth, redact
 from defectflow.azure.labels import merge_labels, row_from_metadata, rows_from_label_csv
 from defectflow.azure.state import STATE_DIRNAME, IngestState, exclusive_lock, state_dir
-from defectflow.errors import DefectflowError
+from defectflow.errors import DefectflowError, ExitCode
 from defectflow.params import AzureParams
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 class BlobAccessError(DefectflowError):
     """The container cannot be listed (credentials, permissions, name, network)."""
 
-    exit_code = 12
+    exit_code = ExitCode.BLOB_ACCESS
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from defectflow.atomic import write_json
-from defectflow.errors import DefectflowError
+from defectflow.errors import DefectflowError, ExitCode
 
 STATE_FORMAT = 1
 STATE_DIRNAME = ".defectflow"
@@ -29,7 +29,7 @@ STATE_DIRNAME = ".defectflow"
 class IngestStateError(DefectflowError):
     """The state file is unreadable or another ingest holds the destination."""
 
-    exit_code = 10  # 1-9 are taken by defectflow.errors
+    exit_code = ExitCode.INGEST_STATE
 
 
 def state_dir(dest: Path) -> Path:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from defectflow.errors import DefectflowError
+from defectflow.errors import DefectflowError, ExitCode
 
 COMMAND_MODULES = [
     "defectflow.cli.pipeline_cmds",
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; completed work is kept (all outputs are written atomically)", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

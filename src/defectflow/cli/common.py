@@ -27,9 +27,10 @@ def load_params(args: argparse.Namespace) -> Params:
 
 
 def resolve_dirs(args: argparse.Namespace, params: Params) -> tuple[Path | None, Workdir]:
-    data = getattr(args, "data", None) or (Path(params.get("data.dir")) if params.get("data.dir") else None)
-    workdir = args.workdir or Path(params.get("data.workdir") or "work")
-    return data, Workdir(workdir)
+    """--data and --workdir, else params data.dir and data.workdir; the data folder is None when neither names
+    one (commands that need it raise DataFolderMissingError)."""
+    data = getattr(args, "data", None) or params.data.dir
+    return (Path(data) if data else None), Workdir(params.data.work_dir(args.workdir))
 
 
 def emit(args: argparse.Namespace, summary: dict[str, Any], human: str) -> None:

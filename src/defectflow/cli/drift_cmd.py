@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
-from defectflow.errors import DefectflowError
+from defectflow.errors import DataFolderMissingError
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     params = load_params(args)
     data, workdir = resolve_dirs(args, params)
     if data is None:
-        raise DefectflowError("no data folder: pass --data DIR or set data.dir in params.yaml")
+        raise DataFolderMissingError()
     results = check_drift(data, workdir, params, args.reference_until)
     if args.emit:
         from defectflow.monitoring.drift_events import emit_drift_events

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from defectflow.cli.common import emit
-from defectflow.errors import ConfigError, DefectflowError
+from defectflow.errors import ConfigError, DefectflowError, ExitCode
 from defectflow.params import AzureParams, Params
 
 
 class IngestIncompleteError(DefectflowError):
     """Some blobs were rejected or could not be ingested; everything else was."""
 
-    exit_code = 11
+    exit_code = ExitCode.INGEST_INCOMPLETE
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -34,10 +34,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     given = {k: v for k, v in (("container", args.container), ("prefix", args.prefix),
                                ("max_workers", args.max_workers)) if v is not None}
     settings = dataclasses.replace(params.section("azure", AzureParams), **given)
-    dest = args.dest or (Path(params.get("data.dir")) if params.get("data.dir") else None)
+    dest = args.dest or params.data.dir
     if not settings.container:
         raise ConfigError("no container: pass --container or set azure.container in params.yaml")
-    if dest is None:
+    if not dest:
         raise ConfigError("no destination: pass --dest or set data.dir in params.yaml")
 
     summary = ingest_from_blob(dest, settings.container, settings.prefix or "", settings,

@@ -10,11 +10,9 @@ import socket
 from pathlib import Path
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
-from defectflow.errors import DefectflowError
+from defectflow.errors import DataFolderMissingError, DefectflowError, ExitCode
 from defectflow.params import AlertsParams, Params, PromoteParams, RegisterParams
 from defectflow.workdir import Workdir
-
-EXIT_ALERT = 8  # `defectflow monitor`: the champion's AUC is below alerts.min_auc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="score the champion on images labelled since it was trained; alert below alerts.min_auc",
                        description="Validates --data, scores the champion on valid labelled images captured after its "
                                    "training data, logs the AUC to MLflow and (with PREFECT_API_URL set) emits Prefect "
-                                   f"events. Exit code {EXIT_ALERT} when the AUC is below alerts.min_auc.")
+                                   f"events. Exit code {int(ExitCode.AUC_ALERT)} when the AUC is below alerts.min_auc.")
     add_run_args(p)
     p.set_defaults(func=run_monitor)
 
@@ -118,7 +116,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     params = load_params(args)
     data_dir, workdir = resolve_dirs(args, params)
     if data_dir is None:
-        raise DefectflowError("pass --data DIR: the folder of newly labelled images to judge the champion on")
+        raise DataFolderMissingError("pass --data DIR: the folder of newly labelled images to judge the champion on")
     _, uri = registry_client(params, workdir)
     result = monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, uri)
     sent = emit_monitoring_events(result, params.section("alerts", AlertsParams)) if os.environ.get("PREFECT_API_URL") else []
@@ -127,7 +125,7 @@ def run_monitor(args: argparse.Namespace) -> int:
          f"{result.model_name} v{result.model_version}: AUC {auc} on {result.n} images labelled since {result.since} "
          f"(threshold {result.min_auc}, minimum {result.min_count}) → {result.verdict}"
          + ("" if sent else "\n  (PREFECT_API_URL not set: no Prefect event emitted)"))
-    return EXIT_ALERT if result.alert else 0
+    return ExitCode.AUC_ALERT if result.alert else ExitCode.OK
 
 
 def run_automations_apply(args: argparse.Namespace) -> int:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
-from defectflow.errors import DefectflowError, GateFailedError
+from defectflow.errors import DataFolderMissingError, GateFailedError
 from defectflow.params import EvaluateParams, ExecutorParams, FeaturizeParams, GateParams, TrainParams
 from defectflow.params import AnomalyParams
 
 
 def _need_data(data):
     if data is None:
-        raise DefectflowError("no data folder: pass --data DIR or set data.dir in params.yaml")
+        raise DataFolderMissingError()
     return data
 
 

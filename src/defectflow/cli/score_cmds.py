@@ -65,7 +65,7 @@ def run_score(args: argparse.Namespace) -> int:
     params = load_params(args)
     _, workdir = resolve_dirs(args, params)
     section = params.section("score", ScoreParams)
-    source = args.input or params.get("data.dir")
+    source = args.input or params.data.dir
     if not source:
         raise ConfigError("no input: pass --input DIR|azure://<container>/<prefix> or set data.dir in params")
     model = args.model or section.model

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
-from defectflow.errors import ConfigError
+from defectflow.errors import DataFolderMissingError
 from defectflow.params import ValidateParams
 
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args)
     data_dir, workdir = resolve_dirs(args, params)
     if data_dir is None:
-        raise ConfigError("no data folder: pass --data DIR or set data.dir in params.yaml")
+        raise DataFolderMissingError()
     report = validate(data_dir, workdir, params.section("validate", ValidateParams))
     summary = {k: report[k] for k in ("counts", "share_bad", "by_reason", "outputs")}
     emit(args, summary, format_summary(report))

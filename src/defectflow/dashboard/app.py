@@ -38,8 +38,8 @@ def dashboard_config(params: Params, workdir: Workdir, *, results_url: str | Non
     roots = list(image_roots or [])
     if not roots:
         roots = [Path(p) for p in dashboard.image_roots]
-        if params.get("data.dir"):
-            roots.append(Path(params.get("data.dir")))
+        if params.data.dir:
+            roots.append(Path(params.data.dir))
     cache = blob_cache_dir(score, workdir)
     return DashboardConfig(
         results_url=resolve_results_url(results_url or score.results_url, workdir),

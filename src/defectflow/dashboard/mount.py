@@ -25,7 +25,7 @@ def build_router_from_env() -> APIRouter:
     from defectflow.workdir import Workdir
 
     params = Params.load(os.environ.get(PARAMS_ENV) or None)
-    workdir = Workdir(params.get("data.workdir") or "work")
+    workdir = Workdir(params.data.work_dir())
     roots = [Path(p) for p in os.environ.get(IMAGE_ROOTS_ENV, "").split(os.pathsep) if p]
     return dashboard_router(dashboard_config(params, workdir, image_roots=roots))
 

@@ -9,10 +9,10 @@ import numpy as np
 
 
 def lgbm_params(lgbm: dict[str, Any], seed: int) -> tuple[dict[str, Any], int]:
-    """Split `train.lgbm` into LightGBM params and the number of boosting rounds, adding seeds
-    and the switches that make training bit-for-bit repeatable."""
+    """Split `train.lgbm` into LightGBM params and the number of boosting rounds (`n_estimators`, which
+    params_check requires), adding seeds and the switches that make training bit-for-bit repeatable."""
     params = dict(lgbm)
-    rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 500)))
+    rounds = int(params.pop("n_estimators"))
     params.setdefault("objective", "binary")
     params.update(seed=seed, deterministic=True, force_row_wise=True, verbosity=-1, metric="binary_logloss")
     return params, rounds
