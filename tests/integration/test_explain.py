@@ -39,3 +39,25 @@ def test_explain_refuses_missing_images(trained_pipeline, tmp_path, capsys):
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_exported_edge_bundle_explains_like_defectflow_explain(trained_pipeline, tmp_path, capsys):
+    """The pipeline's model, exported: its graph's patch output + the bundled head give the CLI's
+    (torch hook's) anomaly scores and reasons, and the pyfunc's fail probabilities."""
+    from defectflow.edge.export import export_bundle
+    from defectflow.edge.runtime import EdgeModel
+
+    rows = list(csv.DictReader((trained_pipeline.data_dir / "labels.csv").open()))
+    images = [str(trained_pipeline.data_dir / r["image"]) for r in rows[:12]]
+    assert main(["explain", "--model", trained_pipeline.challenger_uri, "--tracking-uri",
+                 trained_pipeline.tracking_uri, *images, "--out", str(tmp_path / "o"), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)["images"]
+    export_bundle(trained_pipeline.challenger_uri, tmp_path / "bundle", tracking_uri=trained_pipeline.tracking_uri)
+    model = EdgeModel(tmp_path / "bundle")
+    assert model.anomaly is not None
+    for path, expected in zip(images, cli, strict=True):
+        [(pred, why)] = model.explain_decoded([model.decode(open(path, "rb").read())])
+        assert pred.fail_probability == pytest.approx(expected["fail_probability"], abs=1e-4)
+        assert why.anomaly_score == pytest.approx(expected["anomaly_score"], rel=1e-3)
+        assert why.novelty_threshold == pytest.approx(expected["novelty_threshold"])
+        assert why.review_reason == expected["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import statistics
 import sys
@@ -19,10 +20,9 @@ API_KEY = "concurrency-test-key"
 N_CONCURRENT = 50
 
 
-@pytest.fixture(scope="module")
-def service(edge_bundle, tmp_path_factory):
+def _serve(bundle, tmp_path_factory):
     port = free_port()
-    env = {**os.environ, "DEFECTFLOW_MODEL_DIR": str(edge_bundle), "DEFECTFLOW_PORT": str(port),
+    env = {**os.environ, "DEFECTFLOW_MODEL_DIR": str(bundle), "DEFECTFLOW_PORT": str(port),
            "DEFECTFLOW_API_KEY": API_KEY}
     log = tmp_path_factory.mktemp("serving") / "uvicorn.log"
     proc = ServiceProcess([sys.executable, "-m", "defectflow.serving"], log=log, env=env)
@@ -33,6 +33,16 @@ def service(edge_bundle, tmp_path_factory):
     finally:
         proc.stop()
     assert API_KEY not in log.read_text(), "the API key must never be logged"
+
+
+@pytest.fixture(scope="module")
+def service(edge_bundle, tmp_path_factory):
+    yield from _serve(edge_bundle, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def explaining_service(anomaly_edge_bundle, tmp_path_factory):
+    yield from _serve(anomaly_edge_bundle.bundle, tmp_path_factory)
 
 
 def test_fifty_concurrent_requests_each_get_their_own_answer(service, defect_model, edge_bundle):
@@ -71,3 +81,24 @@ def test_single_image_latency_is_reported(service, defect_model):
     print(f"\nsingle-image latency over {len(latencies)} requests: p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms")
     text = httpx.get(f"{service}/metrics").text
     assert 'defectflow_http_request_seconds_count{method="POST",route="/v1/predict"}' in text
+
+
+def test_concurrent_explanations_each_get_their_own_map(explaining_service, defect_model, anomaly_edge_bundle):
+    images = [defect_model.images[i % len(defect_model.images)] for i in range(20)]
+    model = EdgeModel(anomaly_edge_bundle.bundle)
+    # One image per graph run, as the service runs them (a larger batch may round the last bits differently).
+    expected = {p.name: model.explain_decoded([model.decode(p.read_bytes())])[0][1] for p in images}
+
+    def call(path):
+        with httpx.Client(timeout=120) as c:
+            r = c.post(f"{explaining_service}/v1/predict?explain=true", headers={"X-API-Key": API_KEY},
+                       files={"file": (path.name, path.read_bytes(), "image/png")})
+        return path.name, r
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        results = list(pool.map(call, images))
+    assert all(r.status_code == 200 for _, r in results), [r.text for _, r in results if r.status_code != 200]
+    for name, r in results:
+        why = r.json()["explanation"]
+        assert why["anomaly_score"] == pytest.approx(expected[name].anomaly_score, rel=1e-5)
+        assert base64.b64decode(why["overlay_png_base64"]) == expected[name].overlay_png

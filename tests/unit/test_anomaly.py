@@ -39,6 +39,26 @@ def test_an_odd_patch_scores_high_and_is_where_the_map_peaks(method):
     assert (peak_y // 8, peak_x // 8) == (1, 1)  # 32 px / 4 cells = 8 px per cell
 
 
+@pytest.mark.parametrize(("side", "size"), [(4, 64), (14, 224), (7, 160)])
+def test_maps_are_scipys_zoom_and_gaussian_in_numpy(side, size):
+    from scipy.ndimage import gaussian_filter, zoom
+
+    scores = np.random.default_rng(side).random((3, side * side)).astype(np.float32) * 10
+    expected = np.stack([gaussian_filter(zoom(g, size / side, order=1, mode="nearest", grid_mode=True)[:size, :size],
+                                         sigma=4.0 * size / 224, mode="nearest")
+                         for g in scores.reshape(-1, side, side)])
+    np.testing.assert_allclose(anomaly_maps(scores, size), expected, rtol=0, atol=1e-5)
+
+
+def test_the_overlay_colours_are_matplotlibs_turbo():
+    from matplotlib import colormaps
+
+    from defectflow.anomaly.overlay import turbo
+
+    levels = np.linspace(0, 1, 1001)
+    assert np.abs(turbo(levels) - colormaps["turbo"](levels)[:, :3] * 255).max() < 8
+
+
 def test_patchcore_memory_is_capped_and_the_coreset_covers_the_candidates():
     train = _good(200)
     model = fit_patch_model("patchcore", _chunks(train), len(train), coreset_size=50, max_candidates=800, seed=0)
@@ -91,6 +111,95 @@ def test_the_tap_captures_the_mid_layer_of_the_same_pass(tmp_path):
     with torch.inference_mode():
         direct = patch_vectors(extractor.model.features[:11](x)).numpy()
     np.testing.assert_allclose(patches.astype(np.float32), direct.astype(np.float32), atol=2e-2)
+
+
+# ONNX engines' patch maps vs the torch hook's on the same images: measured ≤ 1.2e-4 relative (docs/anomaly.md).
+ENGINE_MAP_RTOL = 1e-3
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_onnx_engines_give_the_torch_taps_maps_from_one_pass(engine, tiny_dataset, tmp_path):
+    import csv
+
+    from defectflow.anomaly.featurize import graph_outputs
+    from defectflow.anomaly.novelty import decide
+    from defectflow.anomaly.store import PatchStore
+    from defectflow.anomaly.taps import patch_batches
+    from defectflow.features.backbones import build_backbone
+    from defectflow.features.extract import FeatureExtractor
+    from defectflow.inference.backends import graph_backend, installed
+    from defectflow.inference.export import cached_backbone_graph
+    from defectflow.inference.pipeline import EngineExtractor
+
+    if not installed(engine):
+        pytest.skip(f"{engine} is not installed")
+    with open(tiny_dataset / "labels.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    paths = [str(tiny_dataset / r["image"]) for r in rows]
+    good = np.array([r["label"] == "pass" for r in rows])
+    model, spec = build_backbone("mobilenet_v2", "none", 64, seed=3)
+    extras = graph_outputs(PatchStore(tmp_path, spec.featurizer_id, "features.10"))
+    graph = cached_backbone_graph(spec, lambda: model, tmp_path / "graphs", extras)
+
+    def one_pass(extractor):
+        feats, patches = zip(*((f, p) for _, f, p in patch_batches(extractor, "features.10", paths)), strict=True)
+        return np.concatenate(feats), np.concatenate(patches).astype(np.float32)
+
+    torch_feats, torch_patches = one_pass(FeatureExtractor(model, spec, "cpu", 16, 0))
+    feats, patches = one_pass(EngineExtractor(graph_backend(engine, graph, 2), spec, batch_size=16))
+    rel = np.linalg.norm(feats - torch_feats, axis=1) / np.linalg.norm(torch_feats, axis=1)
+    assert rel.max() < 1e-4  # the pooled features are the fp32 engines' usual ones
+    head = fit_patch_model("padim", _chunks(torch_patches[good]), int(good.sum()), coreset_size=100,
+                           max_candidates=1000, seed=0)
+    ref_scores, scores = head.patch_scores(torch_patches), head.patch_scores(patches)
+    ref_maps, maps = anomaly_maps(ref_scores, 64), anomaly_maps(scores, 64)
+    np.testing.assert_allclose(maps, ref_maps, rtol=0, atol=ENGINE_MAP_RTOL * float(ref_maps.max()))
+    np.testing.assert_allclose(image_scores(scores), image_scores(ref_scores), rtol=ENGINE_MAP_RTOL)
+    novelty = float(np.quantile(image_scores(ref_scores)[good], 0.9))
+    p = np.zeros(len(paths))
+    assert decide(p, 0.5, image_scores(scores), novelty) == decide(p, 0.5, image_scores(ref_scores), novelty)
+
+
+def test_an_engine_graph_without_the_tap_output_is_refused(tiny_dataset, tmp_path):
+    from defectflow.anomaly.taps import patch_batches
+    from defectflow.errors import ConfigError
+    from defectflow.features.backbones import build_backbone
+    from defectflow.inference.backends import OnnxRuntimeBackend
+    from defectflow.inference.export import cached_backbone_graph
+    from defectflow.inference.pipeline import EngineExtractor
+
+    model, spec = build_backbone("mobilenet_v2", "none", 64, seed=3)
+    plain = EngineExtractor(OnnxRuntimeBackend(cached_backbone_graph(spec, lambda: model, tmp_path), 2), spec)
+    with pytest.raises(ConfigError, match="no 'patches-features.10' output"):
+        next(patch_batches(plain, "features.10", [str(next(tiny_dataset.rglob("*.png")))]))
+
+
+def test_the_featurize_stage_fills_patch_vectors_in_the_onnx_engine(make_dataset, tmp_path):
+    """With the anomaly head on, `engine: onnxruntime` (what `auto` picks on CPU) is no longer
+    replaced by torch: the stage's one ORT pass stores the patch vectors torch would have."""
+    from defectflow.anomaly.featurize import patch_store
+    from defectflow.features.backbones import backbone_spec
+    from defectflow.features.stage import featurize
+    from defectflow.hashing import sha256_file
+    from defectflow.params import AnomalyParams, FeaturizeParams
+    from defectflow.workdir import Workdir
+
+    data = make_dataset(n=12, image_size=48)
+    labels = pd.read_csv(data / "labels.csv")
+    stored = {}
+    for engine in ("torch", "onnxruntime"):
+        workdir = Workdir(tmp_path / engine)
+        workdir.root.mkdir(parents=True)
+        pd.DataFrame({"path": labels["image"], "status": "ok",
+                      "sha256": [sha256_file(data / p) for p in labels["image"]]}).to_parquet(workdir.manifest)
+        params = FeaturizeParams(backbone="mobilenet_v2", weights="none", image_size=64, batch_size=8,
+                                 num_workers=0, device="cpu", engine=engine)
+        summary = featurize(data, workdir, params, seed=0, progress=False, anomaly=AnomalyParams())
+        assert ("onnxruntime" in summary["device"]) == (engine == "onnxruntime")
+        patches = patch_store(workdir.feature_store, backbone_spec("mobilenet_v2", "none", 64, 0), AnomalyParams())
+        stored[engine] = patches.get_many(list(pd.read_parquet(workdir.features)["sha256"]))
+    np.testing.assert_allclose(stored["onnxruntime"], stored["torch"], rtol=0,
+                               atol=ENGINE_MAP_RTOL * float(np.abs(stored["torch"]).max()))
 
 
 def test_unknown_layer_is_a_config_error():

@@ -9,8 +9,12 @@ extra review the rule costs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # `decide` runs in the serving container, which has no pandas
+    import pandas as pd
 
 REASONS = ("classifier", "novel", "normal")
 

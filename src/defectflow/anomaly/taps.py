@@ -1,7 +1,10 @@
 """Patch vectors from an intermediate layer of the backbone, captured during the featurizer's pass.
 
-A forward hook on one mid-level module (stride 16: parts of a component, not whole boards)
-copies its output as the normal forward runs, so the anomaly head costs no second backbone run.
+One mid-level module (stride 16: parts of a component, not whole boards) is tapped as the normal
+forward runs, so the anomaly head costs no second backbone run: in torch by a forward hook
+(`PatchTap`), in ONNX Runtime / OpenVINO by a second graph output (`graph_tap`, the same
+`patch_vectors` traced into the exported graph). `patch_batches` gives features and patch
+vectors per batch from either kind of extractor.
 Each map is smoothed with a 3×3 average (PatchCore's "locally aware" patches: a patch sees its
 neighbours, so a defect a little off a grid cell still lands in one) and flattened to
 (locations, channels) float16.
@@ -10,14 +13,18 @@ neighbours, so a defect a little off a grid cell still lands in one) and flatten
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from defectflow.errors import ConfigError
+from defectflow.inference.export import ExtraOutput
 
 if TYPE_CHECKING:
     import torch
+
+    from defectflow.features.imaging import ImageSource
 
 # The stride-16 block whose output is the patch map, per backbone (`anomaly.layer: auto`);
 # mobilenet_v2's was chosen by bench/anomaly/choice.py (resnet50's follows PatchCore/PaDiM, unmeasured here).
@@ -84,3 +91,31 @@ class PatchTap:
         import torch
 
         return torch.cat(parts).cpu().numpy()
+
+
+def graph_tap(layer: str) -> ExtraOutput:
+    """`layer`'s patch vectors as an ONNX graph output (`patch_vectors` runs inside the graph)."""
+    return ExtraOutput(layer=layer, name=f"patches-{layer}", transform=patch_vectors)
+
+
+def patch_batches(extractor, layer: str, sources: Sequence[ImageSource]
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(start index, features, (n, H·W, C) float16 patch vectors) per batch, from one backbone pass.
+
+    A torch `FeatureExtractor` is tapped with a forward hook; an `EngineExtractor` must run a
+    graph exported with `graph_tap(layer)` among its extra outputs.
+    """
+    from defectflow.inference.pipeline import EngineExtractor
+
+    if isinstance(extractor, EngineExtractor):
+        name = graph_tap(layer).name
+        if name not in extractor.backend.output_names:
+            raise ConfigError(f"the {extractor.backend.name} graph has no {name!r} output: build the extractor "
+                              f"with extra_outputs=[graph_tap({layer!r})]")
+        at = extractor.backend.output_names.index(name)
+        for start, outputs in extractor.batch_outputs(sources):
+            yield start, outputs[0], np.asarray(outputs[at], dtype=np.float16)
+        return
+    with PatchTap(extractor.model, layer) as tap:
+        for start, feats in extractor.batches(sources):
+            yield start, feats, tap.take(len(feats))

@@ -6,6 +6,9 @@ the OpenAPI spec (they are pages, not API):
 - GET  /dashboard                  the page (filters as query parameters)
 - POST /dashboard/reviews          an operator confirms or corrects a decision (HTML form)
 - GET  /dashboard/thumbnails/{id}  a JPEG thumbnail of a scored image
+- GET  /dashboard/overlays/{id}    a PNG of the image with its anomaly map blended in, when the app
+                                   serves the very model version that scored it and that model has
+                                   the anomaly head (the scoring service with an explaining bundle)
 - GET  /dashboard/static/{name}    dashboard.css, dashboard.js
 """
 
@@ -28,6 +31,8 @@ from defectflow.dashboard.chart import auc_chart
 from defectflow.dashboard.model_history import CachedHistory
 from defectflow.dashboard.reviews import ReviewError, record_review
 from defectflow.dashboard.thumbnails import ImageLocator, ThumbnailCache, ThumbnailUnavailable
+from defectflow.edge.runtime import EdgeModel
+from defectflow.inference.images import ImageRejected
 from defectflow.params import DashboardParams
 from defectflow.scoring.results import Score, open_results
 
@@ -88,6 +93,7 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
                 "thumb_px": config.params.thumbnail_px,
                 "prefix": request.scope.get("root_path", "") + PREFIX,
             }
+            context["explainer"] = explaining_model(request)
             registry = history.get(model_ref.name if model_ref else config.model_name)
             context |= {"history": registry, "chart": auc_chart(registry.versions, config.gate_auc),
                         "gate_auc": config.gate_auc}
@@ -123,6 +129,26 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
                 raise HTTPException(404, str(exc)) from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    @router.get("/overlays/{score_id}")
+    def overlay(request: Request, score_id: int) -> Response:
+        model = explaining_model(request)
+        with Session(engine) as session:
+            score = session.get(Score, score_id)
+            if score is None:
+                raise HTTPException(404, f"no scored image with id {score_id}")
+            if model is None or (score.model_name, score.model_version) != (model.name, model.version):
+                raise HTTPException(404, f"no overlay for score {score_id}: the app does not serve model "
+                                    f"{score.model_name} v{score.model_version} with its anomaly head")
+            try:
+                data = locator.locate(score).read_bytes()
+            except (ThumbnailUnavailable, OSError) as exc:
+                raise HTTPException(404, str(exc)) from None
+        try:
+            [(_, why)] = model.explain_decoded([model.decode(data)])
+        except ImageRejected as exc:
+            raise HTTPException(404, f"{score.image} cannot be explained: {exc}") from None
+        return Response(why.overlay_png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
     @router.get("/static/{name}")
     def static(name: str) -> Response:
         if name not in STATIC_FILES:  # a fixed list: the name never becomes a path
@@ -130,6 +156,14 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
         return FileResponse(PACKAGE_DIR / "static" / name, media_type=STATIC_FILES[name])
 
     return router
+
+
+def explaining_model(request: Request) -> EdgeModel | None:
+    """The model of the app this router is mounted on, when it has the anomaly head (the scoring
+    service's; `defectflow dashboard` alone has none)."""
+    slot = getattr(request.app.state, "model_slot", None)
+    model = getattr(slot, "model", None)
+    return model if model is not None and model.anomaly is not None else None
 
 
 def _safe_return_query(return_to: str) -> dict[str, str]:

@@ -4,7 +4,9 @@ The graph is the headless CNN backbone (torch's TorchScript-based exporter) feed
 LightGBM trees (onnxmltools), merged into a single model, followed by two small nodes: take
 the `fail` column of the tree ensemble's probabilities, and compare it with the threshold.
 Input: `pixels`, a normalised NCHW float32 batch (the manifest says how to make it).
-Outputs: `fail_probability` (float32, N) and `is_fail` (bool, N).
+Outputs: `fail_probability` (float32, N) and `is_fail` (bool, N), and for a model trained with
+the anomaly head its tapped layer's patch vectors (`patches-<layer>`, float16, N×P×C), which the
+bundled head (`anomaly.npz`, defectflow.anomaly.bundle) turns into scores and maps.
 
 Why the legacy exporter (`dynamo=False`): torch's dynamo exporter needs onnxscript and emits
 opset 18+, while the LightGBM converter stops at opset 15 and one graph needs one opset per
@@ -18,18 +20,22 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from defectflow.anomaly.bundle import HEAD_FILE, manifest_record
+from defectflow.anomaly.taps import graph_tap
 from defectflow.atomic import write_bytes, write_json
 from defectflow.edge.manifest import (
     DECISION_OUTPUT, INPUT_NAME, MANIFEST_NAME, ONNX_NAME, PROBABILITY_OUTPUT, BundleError, EdgeManifest,
 )
 from defectflow.errors import ConfigError, DefectflowError
 from defectflow.hashing import sha256_file
+from defectflow.inference.export import ExtraOutput, with_extra_outputs
 
 if TYPE_CHECKING:
     import onnx
@@ -72,9 +78,11 @@ def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = N
     backbone = classifier.backbone
     booster = classifier.booster
     num_rounds = int(spec.get("num_boost_round") or booster.current_iteration())
+    head = Path(classifier.anomaly_head) if classifier.anomaly_head else None
+    anomaly = manifest_record(head) if head else None
 
     graph = build_graph(backbone, booster, num_rounds, featurizer["image_size"], featurizer["dim"],
-                        classifier.threshold)
+                        classifier.threshold, [graph_tap(anomaly["layer"])] if anomaly else [])
     max_diff = self_check(graph, backbone, booster, num_rounds, featurizer["image_size"], check_batch, seed)
     run_id, metrics = _run_metrics(identity.name, identity.version, tracking_uri)
     manifest_fields = dict(
@@ -82,20 +90,22 @@ def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = N
         backbone=featurizer["name"], feature_dim=int(featurizer["dim"]), image_size=int(featurizer["image_size"]),
         mean=[float(v) for v in featurizer["mean"]], std=[float(v) for v in featurizer["std"]],
         featurizer_id=str(featurizer.get("featurizer_id", "")), threshold=float(classifier.threshold),
-        metrics=metrics, parity_max_abs_diff=max_diff, opset=OPSET, exporter=_versions(),
+        metrics=metrics, parity_max_abs_diff=max_diff, opset=OPSET, exporter=_versions(), anomaly=anomaly,
     )
-    manifest = write_bundle(graph.SerializeToString(), manifest_fields, Path(out_dir))
+    manifest = write_bundle(graph.SerializeToString(), manifest_fields, Path(out_dir),
+                            {HEAD_FILE: head} if head else {})
     log.info("exported %s v%s to %s (self-check max |Δp| = %.2e)", identity.name, identity.version, out_dir, max_diff)
     return {"out_dir": str(out_dir), **manifest.to_dict()}
 
 
 def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, feature_dim: int,
-                threshold: float) -> onnx.ModelProto:
-    """Backbone → trees → (fail_probability, is_fail), as one checked ONNX model."""
+                threshold: float, extra_outputs: Sequence[ExtraOutput] = ()) -> onnx.ModelProto:
+    """Backbone → trees → (fail_probability, is_fail, *extra_outputs of the backbone), as one checked ONNX model."""
     import onnx
     from onnx import compose, helper
 
-    cnn = _backbone_onnx(backbone, image_size)
+    cnn = _backbone_onnx(backbone, image_size, extra_outputs)
+    extras = [o for o in cnn.graph.output if o.name != FEATURES]
     trees = _trees_onnx(booster, num_rounds, feature_dim)
     # merge_models wants one IR version and one opset per domain; the tree converter writes
     # opset 9 / IR 4 and only uses ops whose semantics are unchanged up to opset 15.
@@ -106,7 +116,7 @@ def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, f
     trees = compose.add_prefix(trees, TREES_PREFIX)
     probabilities = f"{TREES_PREFIX}probabilities"
     merged = compose.merge_models(cnn, trees, io_map=[(FEATURES, f"{TREES_PREFIX}{FEATURES}")],
-                                  outputs=[probabilities])
+                                  outputs=[probabilities, *(o.name for o in extras)])
     g = merged.graph
     g.initializer.extend([
         helper.make_tensor("threshold", onnx.TensorProto.FLOAT, [], [threshold]),
@@ -118,7 +128,7 @@ def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, f
     ])
     del g.output[:]
     g.output.extend([helper.make_tensor_value_info(PROBABILITY_OUTPUT, onnx.TensorProto.FLOAT, ["batch"]),
-                     helper.make_tensor_value_info(DECISION_OUTPUT, onnx.TensorProto.BOOL, ["batch"])])
+                     helper.make_tensor_value_info(DECISION_OUTPUT, onnx.TensorProto.BOOL, ["batch"]), *extras])
     # The merge lists the default domain twice ("" and unnamed); keep one entry per domain.
     opsets = {entry.domain or "": entry.version for entry in merged.opset_import}
     del merged.opset_import[:]
@@ -128,21 +138,22 @@ def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, f
     return merged
 
 
-def _backbone_onnx(backbone: Any, image_size: int) -> onnx.ModelProto:
+def _backbone_onnx(backbone: Any, image_size: int, extra_outputs: Sequence[ExtraOutput] = ()) -> onnx.ModelProto:
     import copy
 
     import onnx
     import torch
 
     model = copy.deepcopy(backbone).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
+    model = with_extra_outputs(model, extra_outputs)
+    names = [FEATURES, *(o.name for o in extra_outputs)]
     dummy = torch.zeros(1, 3, image_size, image_size)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The deprecation notice of the TorchScript exporter: chosen on purpose (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (dummy,), buf, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
-                          output_names=[FEATURES],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, FEATURES: {0: "batch"}})
+                          output_names=names, dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]})
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -179,21 +190,26 @@ def self_check(graph: onnx.ModelProto, backbone: Any, booster: Any, num_rounds: 
     return max_diff
 
 
-def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Path) -> EdgeManifest:
-    """Write model.onnx then manifest.json into a fresh folder and swap it in for `out_dir`."""
+def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Path,
+                 extra_files: dict[str, Path] | None = None) -> EdgeManifest:
+    """Write model.onnx (and `extra_files`: bundle name → source file) then manifest.json into a
+    fresh folder and swap it in for `out_dir`."""
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
         raise ConfigError(f"{out_dir} exists and is not an edge bundle; choose an empty or new folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         write_bytes(staging / ONNX_NAME, onnx_bytes)
+        extra_files = extra_files or {}
+        for name, source in extra_files.items():
+            write_bytes(staging / name, Path(source).read_bytes())
         manifest = EdgeManifest(**manifest_fields, onnx_sha256=sha256_file(staging / ONNX_NAME),
                                 created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         write_json(staging / MANIFEST_NAME, manifest.to_dict())
         EdgeManifest.read(staging).verify(staging)
         # Atomic writes create owner-only files; a bundle is read by other users (a service
         # account, the container's non-root user), so publish it world-readable.
-        for path in (staging / ONNX_NAME, staging / MANIFEST_NAME):
+        for path in (staging / ONNX_NAME, staging / MANIFEST_NAME, *(staging / n for n in extra_files)):
             path.chmod(0o644)
         staging.chmod(0o755)
         if out_dir.exists():

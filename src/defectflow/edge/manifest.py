@@ -1,8 +1,9 @@
 """The edge bundle's manifest: what model the ONNX file is, how to feed it, and its checksum.
 
-A bundle is a folder with `model.onnx` and `manifest.json`. The manifest is written last, so a
-folder without one is an incomplete export; the sha256 lets an edge machine prove the graph it
-runs is the one that was exported.
+A bundle is a folder with `model.onnx` and `manifest.json` (and `anomaly.npz` when the model has
+the anomaly head: its `anomaly` record says which graph output feeds it). The manifest is written
+last, so a folder without one is an incomplete export; the sha256s let an edge machine prove the
+graph (and head) it runs are the ones that were exported.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class EdgeManifest:
     metrics: dict[str, float] = field(default_factory=dict)
     parity_max_abs_diff: float | None = None
     exporter: dict[str, str] = field(default_factory=dict)
+    anomaly: dict[str, Any] | None = None  # defectflow.anomaly.bundle.manifest_record; None: no anomaly head
     onnx_file: str = ONNX_NAME
     input_name: str = INPUT_NAME
     outputs: tuple[str, str] = (PROBABILITY_OUTPUT, DECISION_OUTPUT)
@@ -72,12 +74,18 @@ class EdgeManifest:
         return cls(**raw)
 
     def verify(self, bundle_dir: Path) -> Path:
-        """Return the ONNX path after checking its sha256 against the manifest."""
+        """Return the ONNX path after checking its sha256 (and the anomaly head's) against the manifest."""
         onnx_path = Path(bundle_dir) / self.onnx_file
-        if not onnx_path.exists():
-            raise BundleError(f"{onnx_path} is missing")
-        actual = sha256_file(onnx_path)
-        if actual != self.onnx_sha256:
-            raise BundleError(f"{onnx_path} has sha256 {actual}, the manifest says {self.onnx_sha256}: "
-                              "the file was altered or belongs to another export")
+        _check_file(onnx_path, self.onnx_sha256)
+        if self.anomaly is not None:
+            _check_file(Path(bundle_dir) / self.anomaly["file"], self.anomaly["sha256"])
         return onnx_path
+
+
+def _check_file(path: Path, expected_sha256: str) -> None:
+    if not path.exists():
+        raise BundleError(f"{path} is missing")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise BundleError(f"{path} has sha256 {actual}, the manifest says {expected_sha256}: "
+                          "the file was altered or belongs to another export")

@@ -1,6 +1,8 @@
 """Score images with an exported edge bundle using only onnxruntime, numpy and Pillow.
 
-No torch and no MLflow: this module is what edge machines and the serving container run.
+No torch and no MLflow: this module is what edge machines and the serving container run. A
+bundle exported with the anomaly head also explains its scores (`explain_decoded`) from the
+same graph run.
 An `EdgeModel` is safe to share between threads (onnxruntime sessions allow concurrent `run`).
 """
 
@@ -14,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from defectflow.anomaly.bundle import BundledHead, ImageExplanation
+from defectflow.edge.manifest import BundleError, EdgeManifest
 from defectflow.inference.images import ImageLimits, decode_resized, to_input_tensor
-from defectflow.edge.manifest import EdgeManifest
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class EdgeModel:
         options.intra_op_num_threads = intra_op_threads  # 0 = one per core
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.anomaly = BundledHead(self.bundle_dir, self.manifest.anomaly) if self.manifest.anomaly else None
 
     @property
     def name(self) -> str:
@@ -63,6 +67,22 @@ class EdgeModel:
             return []
         prob, is_fail = self.predict_tensor(to_input_tensor(resized, self.manifest.mean, self.manifest.std))
         return [Prediction(float(p), "fail" if f else "pass") for p, f in zip(prob, is_fail, strict=True)]
+
+    def explain_decoded(self, resized: Sequence[np.ndarray]) -> list[tuple[Prediction, ImageExplanation]]:
+        """Score images already passed through `decode` and explain each (anomaly score, novelty,
+        overlay), from one graph run; needs a bundle exported with the anomaly head (`self.anomaly`)."""
+        if self.anomaly is None:
+            raise BundleError(f"{self.bundle_dir} was exported without the anomaly head: it cannot explain; "
+                              "train with anomaly.enabled=true and run `defectflow export` again")
+        if not resized:
+            return []
+        batch = to_input_tensor(resized, self.manifest.mean, self.manifest.std)
+        prob, is_fail, patches = self._session.run([*self.manifest.outputs, self.anomaly.output],
+                                                   {self.manifest.input_name: batch})
+        prob = prob.astype(np.float64)
+        why = self.anomaly.explain(np.stack(resized), prob, self.manifest.threshold, patches)
+        return [(Prediction(float(p), "fail" if f else "pass"), w)
+                for p, f, w in zip(prob, is_fail.astype(bool), why, strict=True)]
 
     def predict_bytes(self, blobs: Sequence[bytes]) -> list[Prediction]:
         """Decode and score encoded images; raises ImageRejected for the first unusable one."""

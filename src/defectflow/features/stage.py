@@ -62,8 +62,8 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     if int8 and is_distributed(executor):
         raise ConfigError("featurize.quantization=int8 runs in this process only; set executor.kind=local")
     if int8 and anomaly is not None and anomaly.enabled:
-        raise ConfigError("featurize.quantization=int8 cannot feed the anomaly head (its patch tap needs the torch "
-                          "backbone pass): set anomaly.enabled=false with int8")
+        raise ConfigError("featurize.quantization=int8 cannot feed the anomaly head (its patch maps come from the "
+                          "fp32 backbone): set anomaly.enabled=false with int8")
     calibration = calibration_set(manifest, data_dir, params.calibration_images) if int8 else ([], [])
     spec = feature_spec(params.backbone, params.weights, params.image_size, seed, params.quantization, calibration[0])
     store = FeatureStore(workdir.feature_store, spec)
@@ -87,13 +87,11 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         local = list(dict.fromkeys([*local, *patches.missing(images["sha256"])]))
     if local:
         sources = [str(Path(data_dir).resolve() / path_of[s]) for s in local]
-        # The patch tap hooks a layer of the torch backbone, so the anomaly head's pass runs in torch;
-        # an ONNX engine would need the tapped layer as a second graph output (not built yet).
-        engine = "torch" if patches else params.engine
         extractor, spec = build_extractor(
-            params.backbone, params.weights, params.image_size, seed, engine=engine, device=params.device,
+            params.backbone, params.weights, params.image_size, seed, engine=params.engine, device=params.device,
             batch_size=params.batch_size, num_workers=params.num_workers, graph_cache=workdir.feature_store / "graphs",
-            quantization=params.quantization, calibration=calibration if int8 else None)
+            quantization=params.quantization, calibration=calibration if int8 else None,
+            extra_outputs=anomaly_featurize.graph_outputs(patches))
         device = extractor.device_name
         log.info("featurizing %d new images with %s on %s (%d cached)", len(local), spec.featurizer_id, device,
                  len(images) - len(local))

@@ -2,6 +2,8 @@
 
 `TorchBackend` wraps the `FeatureExtractor` (CPU or CUDA, autocast, channels_last);
 `OnnxRuntimeBackend` and `OpenVinoBackend` run the exported graph (`inference.export`).
+`outputs(batch)` gives every graph output in one run: the features, then the extra outputs
+(e.g. the anomaly head's patch vectors), named in `output_names`.
 All are safe to call from one thread at a time; ONNX Runtime and OpenVINO release the GIL while
 they compute, so decode threads keep working meanwhile.
 """
@@ -23,8 +25,11 @@ _INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install o
 
 class Backend(Protocol):
     name: str
+    output_names: list[str]
 
     def __call__(self, batch_nhwc: np.ndarray) -> np.ndarray: ...
+
+    def outputs(self, batch_nhwc: np.ndarray) -> list[np.ndarray]: ...
 
 
 def installed(engine: str) -> bool:
@@ -44,6 +49,7 @@ class TorchBackend:
     """The torch path as a backend (used where a caller wants one interface for every engine)."""
 
     name = "torch"
+    output_names = ["features"]
 
     def __init__(self, extractor: Any):
         self.extractor = extractor
@@ -52,6 +58,9 @@ class TorchBackend:
         import torch
 
         return self.extractor.forward_uint8(torch.from_numpy(np.ascontiguousarray(batch_nhwc)))
+
+    def outputs(self, batch_nhwc: np.ndarray) -> list[np.ndarray]:
+        return [self(batch_nhwc)]
 
 
 class OnnxRuntimeBackend:
@@ -71,10 +80,13 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(graph), options, providers=providers or ["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
-        self._output = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, batch_nhwc: np.ndarray) -> np.ndarray:
-        return self.session.run([self._output], {self._input: np.ascontiguousarray(batch_nhwc)})[0]
+        return self.session.run(self.output_names[:1], {self._input: np.ascontiguousarray(batch_nhwc)})[0]
+
+    def outputs(self, batch_nhwc: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.output_names, {self._input: np.ascontiguousarray(batch_nhwc)})
 
 
 class OpenVinoBackend:
@@ -92,10 +104,15 @@ class OpenVinoBackend:
                   "INFERENCE_PRECISION_HINT": "f32"}
         self.compiled = core.compile_model(str(graph), "CPU", config)
         self._request = self.compiled.create_infer_request()
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
     def __call__(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        return self.outputs(batch_nhwc)[0]
+
+    def outputs(self, batch_nhwc: np.ndarray) -> list[np.ndarray]:
         out = self._request.infer({0: np.ascontiguousarray(batch_nhwc)})
-        return np.array(out[self.compiled.output(0)], dtype=np.float32)
+        # Copies: the request's buffers are reused by the next infer call.
+        return [np.array(out[o], dtype=np.float32 if i == 0 else None) for i, o in enumerate(self.compiled.outputs)]
 
 
 def graph_backend(engine: str, graph: Path, threads: int) -> Backend:

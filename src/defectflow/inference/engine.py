@@ -19,6 +19,7 @@ from pathlib import Path
 from defectflow.errors import ConfigError
 from defectflow.features.backbones import BackboneSpec, backbone_spec, build_backbone
 from defectflow.inference.backends import ENGINES, installed, require
+from defectflow.inference.export import ExtraOutput
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,15 @@ def _gpu_providers() -> list[str]:
 def build_extractor(backbone: str, weights: str | None, image_size: int, seed: int, *, engine: str = "auto",
                     device: str = "auto", batch_size: int = 32, num_workers: int = 2,
                     graph_cache: Path | None = None, quantization: str = "none",
-                    calibration: tuple[Sequence[str], Sequence] | None = None):
+                    calibration: tuple[Sequence[str], Sequence] | None = None,
+                    extra_outputs: Sequence[ExtraOutput] = ()):
     """A featurizer for the params: `FeatureExtractor` (torch) or `EngineExtractor` (ONNX graph).
 
     Returns (extractor, spec); `spec` is the key the features are stored under (INT8 features
     have their own). `calibration` is (sha256 keys, sources) of the INT8 calibration images.
     `num_workers` is the DataLoader processes for torch and the decode threads for the others.
+    `extra_outputs` become further outputs of an ONNX engine's graph (`EngineExtractor.batch_outputs`);
+    the torch extractor ignores them (a head taps its modules with a forward hook instead).
     """
     from defectflow.features.extract import FeatureExtractor, select_device
     from defectflow.inference.export import cached_backbone_graph
@@ -76,7 +80,8 @@ def build_extractor(backbone: str, weights: str | None, image_size: int, seed: i
         model, spec = build_backbone(backbone, weights, image_size, seed)
         return FeatureExtractor(model, spec, device, batch_size, num_workers), spec
     spec = backbone_spec(backbone, weights, image_size, seed)
-    graph = cached_backbone_graph(spec, lambda: build_backbone(backbone, weights, image_size, seed)[0], graph_cache)
+    graph = cached_backbone_graph(spec, lambda: build_backbone(backbone, weights, image_size, seed)[0], graph_cache,
+                                  extra_outputs)
     if quantization == "int8":
         graph, spec = _int8(spec, graph, calibration, graph_cache)
     return graph_extractor(chosen, graph, spec, torch_device.type, batch_size, num_workers), spec

@@ -43,6 +43,16 @@ class EngineExtractor:
 
     def batches(self, sources: Sequence[ImageSource]) -> Iterator[tuple[int, np.ndarray]]:
         """(start index, features) per batch, in order; decoding of later batches overlaps the model."""
+        for start, batch in self._decoded(sources):
+            yield start, self.backend(batch)
+
+    def batch_outputs(self, sources: Sequence[ImageSource]) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """(start index, every graph output: features first, then the extra outputs) per batch, in order."""
+        for start, batch in self._decoded(sources):
+            yield start, self.backend.outputs(batch)
+
+    def _decoded(self, sources: Sequence[ImageSource]) -> Iterator[tuple[int, np.ndarray]]:
+        """(start index, resized uint8 batch) in order, with the next batches already decoding."""
         starts = range(0, len(sources), self.batch_size)
         with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
             pending: deque[tuple[int, list[Future]]] = deque()
@@ -60,7 +70,7 @@ class EngineExtractor:
                 start, futures = pending.popleft()
                 batch = np.stack([f.result() for f in futures])
                 submit()  # keep the decoders busy while the model runs
-                yield start, self.backend(batch)
+                yield start, batch
 
     def transform(self, sources: Sequence[ImageSource]) -> np.ndarray:
         """All features at once, (n, dim) float32."""

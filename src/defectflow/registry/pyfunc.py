@@ -15,6 +15,7 @@ import pandas as pd
 ARTIFACT_BACKBONE = "backbone"
 ARTIFACT_BOOSTER = "booster"
 ARTIFACT_SPEC = "spec"
+ARTIFACT_ANOMALY = "anomaly"  # anomaly.npz, logged when the model was trained with the anomaly head
 OUTPUT_COLUMNS = ["fail_probability", "decision"]
 
 
@@ -53,6 +54,7 @@ class DefectClassifier(mlflow.pyfunc.PythonModel):
                                              batch_size=32, num_workers=1)
         self.booster = lgb.Booster(model_file=context.artifacts[ARTIFACT_BOOSTER])
         self.threshold = float(self.spec["threshold"])
+        self.anomaly_head = context.artifacts.get(ARTIFACT_ANOMALY)  # its file, for the edge export; or None
 
     # No type hints on predict: MLflow 3 would turn them into schema enforcement that rejects
     # the mix of paths and bytes this model accepts.

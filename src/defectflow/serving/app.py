@@ -1,7 +1,8 @@
 """The scoring service: FastAPI over an ONNX edge bundle (no torch, no MLflow in the process).
 
-Routes: POST /v1/predict (one image), POST /v1/predict/batch (several), GET /v1/model,
-GET /healthz (process alive), GET /readyz (model loaded), GET /metrics (Prometheus).
+Routes: POST /v1/predict (one image; `?explain=true` adds the anomaly score and a PNG overlay of
+the anomaly map when the bundle has the anomaly head), POST /v1/predict/batch (several),
+GET /v1/model, GET /healthz (process alive), GET /readyz (model loaded), GET /metrics (Prometheus).
 The model loads in a background thread at start-up so liveness answers at once and
 readiness turns true when scoring can start. Decoding and graph runs happen in worker
 threads, at most `max_concurrent_inferences` at a time; the ONNX session is thread-safe.
@@ -12,6 +13,7 @@ Other parts of the product (the operators' dashboard) mount their routers with
 
 from __future__ import annotations
 
+import base64
 import importlib
 import logging
 import threading
@@ -21,11 +23,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import defectflow
@@ -48,12 +50,25 @@ STATUS_BY_REASON: dict[Reason, int] = {
 }
 
 
+class Explanation(BaseModel):
+    """Where and how unusual (POST /v1/predict?explain=true): the anomaly head's view of the image."""
+
+    anomaly_score: float = Field(description="the largest patch anomaly of the image")
+    novelty_threshold: float = Field(description="the training pass images' high score quantile")
+    novel: bool = Field(description="anomaly_score > novelty_threshold")
+    review_reason: str = Field(description="classifier (fail_probability >= threshold), novel (the novelty rule "
+                               "alone sends it to review) or normal; `decision` stays the classifier's")
+    overlay_png_base64: str = Field(description="PNG, base64: the model's input with the anomaly map blended in, "
+                                    "coloured on the novelty scale, its maximum ringed")
+
+
 class Prediction(BaseModel):
     filename: str | None
     fail_probability: float
     decision: str
     threshold: float
     model_version: str
+    explanation: Explanation | None = None
 
 
 class BatchItem(BaseModel):
@@ -82,6 +97,7 @@ class ModelInfo(BaseModel):
     onnx_sha256: str
     model_uri: str
     exported_at: str
+    explainable: bool  # the bundle has the anomaly head: POST /v1/predict?explain=true works
 
 
 class Status(BaseModel):
@@ -95,6 +111,7 @@ class ErrorBody(BaseModel):
 
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 503)}
+NO_ANOMALY_HEAD = {409: {"model": ErrorBody, "description": "explain=true, but the model has no anomaly head"}}
 # `error` codes of refusals raised by the framework itself (routing, body parsing).
 FRAMEWORK_ERRORS = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}
 
@@ -239,21 +256,34 @@ def _api_router() -> APIRouter:
         m = request.app.state.model_slot.require().manifest
         return ModelInfo(name=m.model_name, version=m.model_version, threshold=m.threshold, metrics=m.metrics,
                          backbone=m.backbone, image_size=m.image_size, onnx_sha256=m.onnx_sha256,
-                         model_uri=m.model_uri, exported_at=m.created_at)
+                         model_uri=m.model_uri, exported_at=m.created_at, explainable=m.anomaly is not None)
 
-    @router.post("/predict", response_model=Prediction, dependencies=[Depends(require_api_key)], responses=ERRORS)
-    async def predict(request: Request, file: UploadFile = File(..., description="one PNG/JPEG/BMP/TIFF image")) -> Prediction:
-        """Score one image (multipart field `file`)."""
+    @router.post("/predict", response_model=Prediction, dependencies=[Depends(require_api_key)],
+                 responses={**ERRORS, **NO_ANOMALY_HEAD})
+    async def predict(request: Request, file: UploadFile = File(..., description="one PNG/JPEG/BMP/TIFF image"),
+                      explain: bool = Query(False, description="also return the anomaly score and a PNG overlay of "
+                                            "the anomaly map (409 when the model has no anomaly head)")) -> Prediction:
+        """Score one image (multipart field `file`); with `explain=true`, say where it looks unusual."""
         model = request.app.state.model_slot.require()
+        if explain and model.anomaly is None:
+            raise HTTPException(status_code=409, detail={
+                "error": "no_anomaly_head",
+                "detail": f"model {model.name} v{model.version} was exported without the anomaly head, so it cannot "
+                          "explain: train it with anomaly.enabled=true and export it again, or call without explain"})
         data = await _read_upload(request, file)
         try:
-            [pred] = await _score(request, "predict", model, [data])
+            [pred] = await _score(request, "predict_explain" if explain else "predict", model, [data], explain)
         except ImageRejected as exc:
             _count_rejection(request, exc.reason.value)
             raise HTTPException(status_code=STATUS_BY_REASON.get(exc.reason, 422),
                                 detail={"error": exc.reason.value, "detail": f"{file.filename}: {exc}"}) from None
+        pred, why = pred if explain else (pred, None)
         return Prediction(filename=file.filename, fail_probability=pred.fail_probability, decision=pred.decision,
-                          threshold=model.manifest.threshold, model_version=model.version)
+                          threshold=model.manifest.threshold, model_version=model.version,
+                          explanation=None if why is None else Explanation(
+                              anomaly_score=why.anomaly_score, novelty_threshold=why.novelty_threshold,
+                              novel=why.novel, review_reason=why.review_reason,
+                              overlay_png_base64=base64.b64encode(why.overlay_png).decode("ascii")))
 
     @router.post("/predict/batch", response_model=BatchPrediction, dependencies=[Depends(require_api_key)],
                  responses=ERRORS)
@@ -291,13 +321,17 @@ async def _read_upload(request: Request, upload: UploadFile) -> bytes:
     return data
 
 
-async def _score(request: Request, endpoint: str, model: EdgeModel, blobs: list[bytes]) -> list:
-    """Decode and run the graph in a worker thread, within the concurrency limit."""
+async def _score(request: Request, endpoint: str, model: EdgeModel, blobs: list[bytes], explain: bool = False) -> list:
+    """Decode and run the graph in a worker thread, within the concurrency limit; with `explain`,
+    (prediction, explanation) pairs from the same graph run."""
+
+    def run() -> list:
+        return model.explain_decoded([model.decode(b) for b in blobs]) if explain else model.predict_bytes(blobs)
+
     start = time.perf_counter()
-    preds = await anyio.to_thread.run_sync(model.predict_bytes, blobs,
-                                           limiter=request.app.state.inference_limiter)
-    _observe(request, endpoint, start, preds)
-    return preds
+    out = await anyio.to_thread.run_sync(run, limiter=request.app.state.inference_limiter)
+    _observe(request, endpoint, start, [pair[0] for pair in out] if explain else out)
+    return out
 
 
 async def _score_each(request: Request, model: EdgeModel, blobs: list[bytes]) -> list:

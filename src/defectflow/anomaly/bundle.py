@@ -1,0 +1,63 @@
+"""The anomaly head inside an edge bundle: explanations from the graph run that scores the images.
+
+The export writes the head training fitted (`anomaly.npz`) beside model.onnx and gives the graph
+the tapped layer's patch vectors as one more output (`taps.graph_tap`); the manifest's `anomaly`
+record (`manifest_record`) names both. `BundledHead.explain` turns that output into each image's
+anomaly score, novelty verdict and overlay PNG. Only numpy and Pillow, like the rest of the
+edge runtime: this runs in the serving container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectflow.anomaly.maps import anomaly_maps, image_scores
+from defectflow.anomaly.models import load_model
+from defectflow.anomaly.novelty import decide
+from defectflow.anomaly.overlay import overlay_png
+from defectflow.anomaly.taps import graph_tap
+from defectflow.hashing import sha256_file
+
+HEAD_FILE = "anomaly.npz"
+
+
+@dataclass(frozen=True)
+class ImageExplanation:
+    anomaly_score: float
+    novelty_threshold: float
+    novel: bool            # above the novelty threshold
+    review_reason: str     # classifier (p ≥ threshold) | novel (the novelty rule alone) | normal
+    overlay_png: bytes     # the model's input with the anomaly map blended in (anomaly.overlay)
+
+
+def manifest_record(head_path: Path) -> dict[str, Any]:
+    """What an edge manifest says about the head at `head_path`: its file, checksum, graph output, threshold."""
+    _, meta = load_model(head_path)
+    return {"file": HEAD_FILE, "sha256": sha256_file(head_path), "output": graph_tap(meta["layer"]).name,
+            "layer": meta["layer"], "method": meta["method"], "novelty_threshold": float(meta["threshold"])}
+
+
+class BundledHead:
+    """The head of a bundle (its manifest `record`), scoring the patch vectors the graph outputs."""
+
+    def __init__(self, bundle_dir: Path, record: dict[str, Any]):
+        self.record = record
+        self.output: str = record["output"]
+        self.novelty_threshold = float(record["novelty_threshold"])
+        self.model, _ = load_model(Path(bundle_dir) / record["file"])
+
+    def explain(self, pixels: np.ndarray, p_fail: np.ndarray, threshold: float,
+                patches: np.ndarray) -> list[ImageExplanation]:
+        """Per image: `pixels` (n, S, S, 3) uint8 model inputs, their fail probabilities and the
+        graph's (n, P, C) patch vectors → score, novelty verdict and overlay."""
+        patch_scores = self.model.patch_scores(np.asarray(patches, dtype=np.float32))
+        scores = image_scores(patch_scores)
+        maps = anomaly_maps(patch_scores, pixels.shape[1])
+        _, reasons = decide(p_fail, threshold, scores, self.novelty_threshold)
+        return [ImageExplanation(float(scores[i]), self.novelty_threshold, bool(scores[i] > self.novelty_threshold),
+                                 reasons[i], overlay_png(pixels[i], maps[i], self.novelty_threshold))
+                for i in range(len(scores))]
