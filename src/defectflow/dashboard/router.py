@@ -29,6 +29,7 @@ from defectflow.dashboard.model_history import CachedHistory
 from defectflow.dashboard.reviews import ReviewError, record_review
 from defectflow.dashboard.thumbnails import ImageLocator, ThumbnailCache, ThumbnailUnavailable
 from defectflow.params import DashboardParams
+from defectflow.registry.names import ModelVersionRef
 from defectflow.scoring.results import Score, open_results
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
         problems: list[str] = []
         with Session(engine) as session:
             options = queries.filter_options(session)
-            model_ref = queries.ModelRef.parse(model) if model else (options.models[0] if options.models else None)
+            model_ref = ModelVersionRef.from_key(model) if model else (options.models[0] if options.models else None)
             raw = dict(zip(FILTER_KEYS, (date_from, date_to, camera, board, model_ref.key if model_ref else ""),
                            strict=True))
             filters = queries.Filters(
