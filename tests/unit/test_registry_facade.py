@@ -90,3 +90,19 @@ def test_champion_resolve_files_and_scores_from_one_registry(defect_model):
     assert "MLmodel" in registry.model_files(ref)
     scores = registry.fail_probabilities(ref, [str(p) for p in defect_model.images[:3]])
     assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_training_cutoff_reads_the_trained_until_tag_else_the_registration_time():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from defectflow.registry.client import training_cutoff
+    from defectflow.registry.names import TRAINED_UNTIL_TAG
+
+    utc = dt.timezone.utc
+    tagged = SimpleNamespace(tags={TRAINED_UNTIL_TAG: "2026-10-04 12:00:00"}, creation_timestamp=0)
+    assert training_cutoff(tagged) == dt.datetime(2026, 10, 4, 12, tzinfo=utc)
+    offset = SimpleNamespace(tags={TRAINED_UNTIL_TAG: "2026-10-04T14:00:00+02:00"}, creation_timestamp=0)
+    assert training_cutoff(offset) == dt.datetime(2026, 10, 4, 12, tzinfo=utc)
+    untagged = SimpleNamespace(tags={}, creation_timestamp=1_700_000_000_000)
+    assert training_cutoff(untagged) == dt.datetime.fromtimestamp(1_700_000_000, tz=utc)
