@@ -15,9 +15,7 @@ from defectflow.redact import redact_url
 from defectflow.params import FeaturizeParams, Params, RegisterParams
 from defectflow.registry.client import Registry
 from defectflow.registry.lineage import lineage
-from defectflow.registry.names import (
-    CHALLENGER, GATE_TAG, MEAN_AUC_TAG, RUN_ID_TAG, THRESHOLD_TAG, TRAINED_UNTIL_TAG,
-)
+from defectflow.registry.names import CHALLENGER, GATE_TAG, MEAN_AUC_TAG, RUN_ID_TAG, THRESHOLD_TAG, TRAINED_UNTIL_TAG
 from defectflow.registry.tracking import use_experiment
 from defectflow.workdir import Workdir
 
