@@ -100,15 +100,11 @@ def drift_flow(data_dir: str | None = None, workdir: str | None = None, params_f
 
 def champion_cutoff(params: Params, wd: Workdir) -> str:
     """When the champion's training data ended: the end of the drift reference window."""
-    from mlflow import MlflowClient
-
     from defectflow.errors import DefectflowError
-    from defectflow.registry.champion import current_champion, training_cutoff
-    from defectflow.registry.tracking import tracking_uri
+    from defectflow.registry.client import Registry, training_cutoff
 
-    uri = tracking_uri(params.section("register", RegisterParams), wd)
     name = params.section("register", RegisterParams).model_name
-    champion = current_champion(MlflowClient(tracking_uri=uri, registry_uri=uri), name)
+    champion = Registry.from_params(params, wd).champion(name)
     if champion is None:
         raise DefectflowError(f"model {name!r} has no champion: pass reference_until explicitly")
     return training_cutoff(champion).isoformat()

@@ -52,8 +52,7 @@ def drifted_labelled_images(tmp_path) -> Path:
 
 @pytest.fixture
 def champion(trained_pipeline, mlflow_tracking, tmp_path) -> str:
-    from mlflow import MlflowClient
-
+    from defectflow.registry.client import Registry
     from defectflow.registry.promote import promote
     from defectflow.registry.register import register_model
     from defectflow.workdir import Workdir
@@ -61,7 +60,7 @@ def champion(trained_pipeline, mlflow_tracking, tmp_path) -> str:
     work = tmp_path / "champion_work"
     shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
     version = register_model(trained_pipeline.data_dir, Workdir(work), fast_params(f"register.model_name={NAME}"))["version"]
-    promote(MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking), NAME, version, PromoteParams(), "test")
+    promote(Registry(mlflow_tracking), NAME, version, PromoteParams(), "test")
     return version
 
 

@@ -33,7 +33,8 @@ def test_promotion_refusal_history_and_rollback(trained_pipeline, mlflow_trackin
     from mlflow import MlflowClient
 
     from defectflow.evaluation.stage import evaluate
-    from defectflow.registry.promote import history
+    from defectflow.registry.client import Registry
+    from defectflow.registry.history import history
     from defectflow.training.stage import train
 
     client = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
@@ -70,7 +71,7 @@ def test_promotion_refusal_history_and_rollback(trained_pipeline, mlflow_trackin
     assert client.get_model_version(NAME, "1").current_stage == "Archived"
     assert "challenger" not in client.get_registered_model(NAME).aliases
 
-    events = history(client, NAME)
+    events = history(Registry(mlflow_tracking), NAME)
     assert [(e["action"], e["version"], e["previous_champion"]) for e in events] == [
         ("promoted", "1", None), ("refused", "2", "1"), ("promoted", "2", "1")]
     compared = events[2]["metrics"]
@@ -92,7 +93,7 @@ def test_version_without_passed_gate_is_never_promoted(trained_pipeline, mlflow_
     """A version not tagged gate_passed=true is refused, and no alias moves."""
     from mlflow import MlflowClient
 
-    from defectflow.registry.champion import current_champion
+    from defectflow.registry.client import Registry
 
     client = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
     name = "promote-ungated"
@@ -105,7 +106,7 @@ def test_version_without_passed_gate_is_never_promoted(trained_pipeline, mlflow_
 
     code = main(["promote", "--version", ungated.version, "--workdir", str(work), "--set", f"register.model_name={name}"])
     assert code == 6
-    assert current_champion(client, name) is None
+    assert Registry(mlflow_tracking).champion(name) is None
     assert client.get_model_version(name, ungated.version).tags["promotion.decision"] == "refused"
 
 
@@ -124,7 +125,8 @@ def test_promotion_with_the_sqlite_registry_and_a_real_comparison(trained_pipeli
     from mlflow import MlflowClient
 
     from defectflow.evaluation.stage import evaluate
-    from defectflow.registry.promote import history
+    from defectflow.registry.client import Registry
+    from defectflow.registry.history import history
     from defectflow.training.stage import train
 
     name = "promote-sqlite"
@@ -145,7 +147,7 @@ def test_promotion_with_the_sqlite_registry_and_a_real_comparison(trained_pipeli
     assert promote("--version", "1") == 6
     assert "already the champion" in capsys.readouterr().err
     assert client.get_model_version(name, "1").tags["promotion.decision"] == "promoted"
-    assert [e["action"] for e in history(client, name)] == ["promoted"]
+    assert [e["action"] for e in history(Registry(uri), name)] == ["promoted"]
 
     retrained = fast_params(f"register.model_name={name}", f"register.tracking_uri={uri}",
                             "train.lgbm.learning_rate=0.2", "train.lgbm.num_leaves=7")
@@ -153,7 +155,7 @@ def test_promotion_with_the_sqlite_registry_and_a_real_comparison(trained_pipeli
     evaluate(Workdir(work), retrained.section("evaluate", EvaluateParams), retrained.section("gate", GateParams))
     assert register_model(data, Workdir(work), retrained)["version"] == "2"
     code = promote()  # shipped tolerance (0.01): the two measured window AUCs decide
-    event = history(client, name)[-1]
+    event = history(Registry(uri), name)[-1]
     m = event["metrics"]
     earned = m["challenger_window_auc"] - m["champion_window_auc"] >= -m["tolerance"]
     assert m["tolerance"] == 0.01 and m["window_n"] >= 20

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defectflow.registry.promotion import Candidate, WindowScore, decide
+from defectflow.registry.promotion_rule import Candidate, WindowScore, decide
 
 TOL = 0.01
 MIN_WINDOW = 20

@@ -22,15 +22,11 @@ def model_artifacts(uri: str, tracking_uri: str | None, into: Path) -> Path:
         if not folder.is_dir():
             raise ConfigError(f"--model {uri!r} is neither a models:/ URI nor a folder of model artifacts")
         return folder
-    import mlflow
+    from defectflow.registry.client import Registry
 
-    from defectflow.scoring.model import load_scorer
-
-    scorer = load_scorer(uri, tracking_uri)  # resolves the alias to a version, with the registry's errors
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=scorer.uri, dst_path=str(into))) / "artifacts"
+    registry = Registry(tracking_uri)
+    ref = registry.resolve(uri)  # the alias pinned to a version, with the registry's errors
+    return registry.download_artifacts(ref, into) / "artifacts"
 
 
 def output_names(images: list[Path]) -> list[str]:

@@ -8,11 +8,15 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import DataFolderMissingError, DefectflowError, ExitCode
 from defectflow.params import AlertsParams, Params, PromoteParams, RegisterParams
 from defectflow.workdir import Workdir
+
+if TYPE_CHECKING:
+    from defectflow.registry.client import Registry
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,39 +56,33 @@ def decided_by_cli() -> str:
     return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
-def registry_client(params: Params, workdir: Workdir):
-    """An MlflowClient for the configured tracking URI, after checking the server answers."""
-    import mlflow
-    from mlflow import MlflowClient
+def registry_client(params: Params, workdir: Workdir) -> Registry:
+    """The configured registry, after checking it answers (exit 7 at once otherwise)."""
+    from defectflow.registry.client import Registry
 
-    from defectflow.registry.tracking import tracking_reachable
-    from defectflow.registry.tracking import tracking_uri
-
-    uri = tracking_uri(params.section("register", RegisterParams), workdir)
-    tracking_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+    return Registry.from_params(params, workdir).reachable()
 
 
 def run_promote(args: argparse.Namespace) -> int:
     from defectflow.registry import promote as reg
+    from defectflow.registry.history import history
 
     params = load_params(args)
     data_dir, workdir = resolve_dirs(args, params)
     name = args.name or params.section("register", RegisterParams).model_name
-    client, _ = registry_client(params, workdir)
+    registry = registry_client(params, workdir)
     if args.history:
-        events = reg.history(client, name)
+        events = history(registry, name)
         emit(args, {"model_name": name, "events": events}, "\n".join(
             f"{e['decided_at']}  {e['action']:<16} v{e['version']:<4} previous={e['previous_champion'] or '-':<4} "
             f"by {e['decided_by']}: {'; '.join(e['reasons'])}" for e in events) or f"no promotion history for {name}")
         return 0
     if args.rollback:
-        event = reg.rollback(client, name, decided_by_cli())
+        event = reg.rollback(registry, name, decided_by_cli())
         emit(args, event, f"{name}: champion rolled back to v{event['version']} (was v{event['previous_champion']})")
         return 0
     version, window = promotion_target(args.version, data_dir, workdir)
-    decision = reg.promote(client, name, version, params.section("promote", PromoteParams), decided_by_cli(), window)
+    decision = reg.promote(registry, name, version, params.section("promote", PromoteParams), decided_by_cli(), window)
     emit(args, {"model_name": name, "version": decision.version, "action": decision.action,
                 "previous_champion": decision.previous_champion, "reasons": list(decision.reasons),
                 "metrics": decision.metrics},
@@ -95,7 +93,7 @@ def run_promote(args: argparse.Namespace) -> int:
 
 def promotion_target(version: str | None, data_dir: Path | None, workdir: Workdir):
     """The version to promote and its newest window, both from the workdir that registered it."""
-    from defectflow.registry.promote import newest_window
+    from defectflow.registry.window import newest_window
 
     registered = json.loads(workdir.registration.read_text()) if workdir.registration.exists() else {}
     if version is None:
@@ -117,8 +115,8 @@ def run_monitor(args: argparse.Namespace) -> int:
     data_dir, workdir = resolve_dirs(args, params)
     if data_dir is None:
         raise DataFolderMissingError("pass --data DIR: the folder of newly labelled images to judge the champion on")
-    _, uri = registry_client(params, workdir)
-    result = monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, uri)
+    registry = registry_client(params, workdir)
+    result = monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, registry.tracking_uri)
     sent = emit_monitoring_events(result, params.section("alerts", AlertsParams)) if os.environ.get("PREFECT_API_URL") else []
     auc = "n/a" if result.auc is None else f"{result.auc:.4f}"
     emit(args, {**result.as_dict(), "events": sent},

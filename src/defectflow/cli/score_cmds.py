@@ -8,7 +8,7 @@ from pathlib import Path
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import ConfigError
 from defectflow.redact import redact_url
-from defectflow.params import AzureParams, Params, RegisterParams, ScoreParams, ValidateParams
+from defectflow.params import AzureParams, Params, ScoreParams, ValidateParams
 from defectflow.workdir import Workdir
 
 DEFAULT_DASHBOARD_PORT = 8088
@@ -59,7 +59,7 @@ def _results_url(args: argparse.Namespace, params: Params, workdir: Workdir) -> 
 
 def run_score(args: argparse.Namespace) -> int:
     from defectflow.dashboard.app import blob_cache_dir
-    from defectflow.registry.tracking import tracking_reachable, tracking_uri
+    from defectflow.registry.client import Registry
     from defectflow.scoring.batch import score
 
     params = load_params(args)
@@ -69,13 +69,13 @@ def run_score(args: argparse.Namespace) -> int:
     if not source:
         raise ConfigError("no input: pass --input DIR|azure://<container>/<prefix> or set data.dir in params")
     model = args.model or section.model
-    uri = tracking_uri(params.section("register", RegisterParams), workdir)
+    registry = Registry.from_params(params, workdir)
     if model.startswith("models:"):
-        tracking_reachable(uri)
+        registry.reachable()
     summary = score(
         str(source), model, _results_url(args, params, workdir),
         batch_size=args.batch_size or section.batch_size, blob_cache=blob_cache_dir(section, workdir),
-        tracking_uri=uri,
+        tracking_uri=registry.tracking_uri,
         validate=params.section("validate", ValidateParams), azure=params.section("azure", AzureParams),
     )
     unreadable = f", {len(summary['unreadable'])} unreadable (see warnings)" if summary["unreadable"] else ""

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
-from defectflow.params import RegisterParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,13 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _tracking_uri(args: argparse.Namespace) -> str:
     """The registry the model comes from, after checking it answers (exit 7 at once, not after minutes)."""
-    from defectflow.registry.tracking import tracking_reachable, tracking_uri
+    from defectflow.registry.client import Registry
 
     params = load_params(args)
     _, workdir = resolve_dirs(args, params)
-    uri = tracking_uri(params.section("register", RegisterParams), workdir)
-    tracking_reachable(uri)
-    return uri
+    return Registry.from_params(params, workdir).reachable().tracking_uri
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from defectflow.dashboard.model_history import VersionInfo
-from defectflow.registry.promote import CHAMPION
+from defectflow.registry.names import CHAMPION
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from defectflow.redact import redact_url
-from defectflow.registry.promote import CHAMPION, GATE_TAG
+from defectflow.registry.client import Registry
+from defectflow.registry.names import AUC_METRIC, CHAMPION, GATE_TAG
 
 log = logging.getLogger(__name__)
-
-AUC_METRIC = "mean_auc"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ class ModelHistory:
 def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
     """Every version of registered model `name` with its AUC; errors are returned, not raised."""
     try:
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
     except ImportError:
         return ModelHistory(name, error="the MLflow client is not installed in this image: no model history")
@@ -54,7 +52,7 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
     try:
         # Inside the try: the client opens its store at once, and a database store needs more of
         # MLflow (alembic) than the batch image carries.
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client = Registry(tracking_uri).client
         versions = client.search_model_versions(f"name = '{name}'")
         # Aliases from the registered model: search results leave ModelVersion.aliases empty on some stores.
         aliases: dict[str, list[str]] = {}

@@ -13,22 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from defectflow.registry.names import ModelVersionRef
 from defectflow.scoring.results import Review, Score
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    name: str
-    version: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}/{self.version}"
-
-    @classmethod
-    def parse(cls, key: str) -> ModelRef | None:
-        name, sep, version = key.rpartition("/")
-        return cls(name, version) if sep and name and version else None
 
 
 @dataclass(frozen=True)
@@ -37,14 +23,14 @@ class Filters:
     date_to: date | None = None  # inclusive
     camera: str | None = None
     board: str | None = None
-    model: ModelRef | None = None
+    model: ModelVersionRef | None = None
 
 
 @dataclass(frozen=True)
 class FilterOptions:
     cameras: list[str]
     boards: list[str]
-    models: list[ModelRef]  # most recently scored first
+    models: list[ModelVersionRef]  # most recently scored first
 
 
 def event_time() -> sa.ColumnElement:
@@ -60,7 +46,7 @@ def filter_options(session: Session) -> FilterOptions:
     models = session.execute(sa.select(Score.model_name, Score.model_version)
                              .group_by(Score.model_name, Score.model_version)
                              .order_by(sa.func.max(Score.scored_at).desc()))
-    return FilterOptions(list(cameras), list(boards), [ModelRef(n, v) for n, v in models])
+    return FilterOptions(list(cameras), list(boards), [ModelVersionRef(n, v) for n, v in models])
 
 
 def _apply(query: sa.Select, filters: Filters) -> sa.Select:

@@ -34,6 +34,7 @@ from defectflow.dashboard.thumbnails import ImageLocator, ThumbnailCache, Thumbn
 from defectflow.edge.runtime import EdgeModel
 from defectflow.inference.images import ImageRejected
 from defectflow.params import DashboardParams
+from defectflow.registry.names import ModelVersionRef
 from defectflow.scoring.results import Score, open_results
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
         problems: list[str] = []
         with Session(engine) as session:
             options = queries.filter_options(session)
-            model_ref = queries.ModelRef.parse(model) if model else (options.models[0] if options.models else None)
+            model_ref = ModelVersionRef.from_key(model) if model else (options.models[0] if options.models else None)
             raw = dict(zip(FILTER_KEYS, (date_from, date_to, camera, board, model_ref.key if model_ref else ""),
                            strict=True))
             filters = queries.Filters(

@@ -40,6 +40,9 @@ from defectflow.inference.export import ExtraOutput, with_extra_outputs
 if TYPE_CHECKING:
     import onnx
 
+    from defectflow.registry.client import Registry
+    from defectflow.registry.names import ModelVersionRef
+
 log = logging.getLogger(__name__)
 
 OPSET = 15  # highest opset the onnxmltools LightGBM converter targets
@@ -62,18 +65,14 @@ def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = N
     Before anything is written, the graph is run on `check_batch` random inputs and compared
     with the torch backbone + LightGBM booster; a disagreement above SELF_CHECK_ATOL aborts.
     """
-    import mlflow
-
-    from defectflow.registry.resolve import resolve_model_version
+    from defectflow.registry.client import Registry
 
     if not model_uri.startswith("models:/"):
         raise ConfigError(f"--model {model_uri!r}: export takes a registered model, models:/<name>@<alias> "
                           "or models:/<name>/<version>")
-    identity = resolve_model_version(model_uri, tracking_uri)  # the alias, pinned to a version
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    classifier = mlflow.pyfunc.load_model(identity.uri).unwrap_python_model()
+    registry = Registry(tracking_uri)
+    identity = registry.resolve(model_uri)  # the alias, pinned to a version
+    classifier = registry.load_model(identity).unwrap_python_model()
     spec, featurizer = classifier.spec, classifier.spec["featurizer"]
     backbone = classifier.backbone
     booster = classifier.booster
@@ -84,7 +83,7 @@ def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = N
     graph = build_graph(backbone, booster, num_rounds, featurizer["image_size"], featurizer["dim"],
                         classifier.threshold, [graph_tap(anomaly["layer"])] if anomaly else [])
     max_diff = self_check(graph, backbone, booster, num_rounds, featurizer["image_size"], check_batch, seed)
-    run_id, metrics = _run_metrics(identity.name, identity.version, tracking_uri)
+    run_id, metrics = _run_metrics(registry, identity)
     manifest_fields = dict(
         model_name=identity.name, model_version=str(identity.version), model_uri=identity.uri, run_id=run_id,
         backbone=featurizer["name"], feature_dim=int(featurizer["dim"]), image_size=int(featurizer["image_size"]),
@@ -227,15 +226,12 @@ def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Pa
     return manifest
 
 
-def _run_metrics(name: str, version: str, tracking_uri: str | None) -> tuple[str, dict[str, float]]:
+def _run_metrics(registry: Registry, ref: ModelVersionRef) -> tuple[str, dict[str, float]]:
     """The model version's run id and its AUC metrics (what /v1/model reports)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    run_id = client.get_model_version(name, version).run_id or ""
+    run_id = registry.client.get_model_version(ref.name, ref.version).run_id or ""
     if not run_id:
         return "", {}
-    metrics = client.get_run(run_id).data.metrics
+    metrics = registry.client.get_run(run_id).data.metrics
     return run_id, {k: float(v) for k, v in sorted(metrics.items()) if "auc" in k.lower()}
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from defectflow.errors import DefectflowError
 from defectflow.params import AlertsParams, Params, RegisterParams, ValidateParams
-from defectflow.registry.champion import current_champion, training_cutoff
+from defectflow.registry.client import Registry, training_cutoff
+from defectflow.registry.names import ModelVersionRef
 from defectflow.workdir import Workdir
 
 if TYPE_CHECKING:
@@ -57,28 +58,28 @@ def labelled_since(manifest: pd.DataFrame, since: dt.datetime) -> pd.DataFrame:
 
 def judge(labels: list[int], scores: list[float], alerts: AlertsParams) -> tuple[str, float | None]:
     """The verdict and AUC; no AUC below the minimum count or with a single class present."""
-    from sklearn.metrics import roc_auc_score
+    import numpy as np
+
+    from defectflow.evaluation.metrics import auc
 
     if len(labels) < alerts.min_count or len(set(labels)) < 2:
         return "insufficient_data", None
-    auc = float(roc_auc_score(labels, scores))
-    return ("below_threshold" if auc < alerts.min_auc else "ok"), auc
+    value = auc(np.asarray(labels), np.asarray(scores))
+    return ("below_threshold" if value < alerts.min_auc else "ok"), value
 
 
 def monitor_champion(data_dir: Path, workdir: Workdir, params: Params, tracking_uri: str) -> MonitoringResult:
     """Validate `data_dir`, score the champion on what was labelled since its training, log the AUC to MLflow."""
     import mlflow
-    import pandas as pd
-    from mlflow import MlflowClient
 
     from defectflow.validation.manifest import read_manifest
     from defectflow.validation.stage import validate
 
     alerts = params.section("alerts", AlertsParams)
     name = params.section("register", RegisterParams).model_name
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    champion = current_champion(client, name)
+    registry = Registry(tracking_uri)
+    registry.activate()  # the monitoring run below is logged through MLflow's module-level API
+    champion = registry.champion(name)
     if champion is None:
         raise DefectflowError(f"model {name!r} has no champion to monitor; promote one with `defectflow promote`")
     since = training_cutoff(champion)
@@ -88,9 +89,8 @@ def monitor_champion(data_dir: Path, workdir: Workdir, params: Params, tracking_
     labels = (rows["label"] == "fail").astype(int).tolist()
     scores: list[float] = []
     if len(rows) >= alerts.min_count:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
         images = [str(Path(data_dir) / p) for p in rows["path"]]
-        scores = model.predict(pd.DataFrame({"image": images}))["fail_probability"].astype(float).tolist()
+        scores = registry.fail_probabilities(ModelVersionRef(name, str(champion.version)), images)
     verdict, auc = judge(labels, scores, alerts)
     log.info("champion %s v%s on %d images labelled since %s: AUC %s → %s", name, champion.version, len(rows),
              since.isoformat(), "n/a" if auc is None else f"{auc:.4f}", verdict)

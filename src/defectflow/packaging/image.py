@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from defectflow.edge.manifest import EdgeManifest
 from defectflow.errors import DefectflowError
+from defectflow.registry.names import DIGEST_TAG
 
 if TYPE_CHECKING:
     import docker
@@ -42,7 +43,6 @@ DEFAULT_CACHE = REPO_ROOT / ".cache"
 BASE_FROM_DEBOOTSTRAP = "debootstrap"
 CONTAINER_PORT_ENV = "DEFECTFLOW_PORT"
 SMOKE_TIMEOUT_S = 90
-DIGEST_TAG = "container_image"
 # The interpreter and C library inside the image (Debian bookworm's python3, glibc 2.36): the
 # wheelhouse is downloaded for them, not for whatever Python runs the build on the host.
 IMAGE_PYTHON = "3.11"
@@ -370,7 +370,7 @@ def verify_pull_by_digest(client: docker.DockerClient, pushed: str, image_id: st
 
 
 def record_digest(model_name: str, model_version: str, pushed: str, tracking_uri: str | None) -> None:
-    from mlflow import MlflowClient
+    """Tag the model version with the pushed image (repo@sha256:…), so the registry says what ships it."""
+    from defectflow.registry.client import Registry
 
-    MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_model_version_tag(
-        model_name, model_version, DIGEST_TAG, pushed)
+    Registry(tracking_uri).tag_version(model_name, model_version, {DIGEST_TAG: pushed})

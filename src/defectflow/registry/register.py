@@ -13,12 +13,13 @@ from defectflow import atomic
 from defectflow.errors import DefectflowError
 from defectflow.redact import redact_url
 from defectflow.params import FeaturizeParams, Params, RegisterParams
+from defectflow.registry.client import Registry
 from defectflow.registry.lineage import lineage
+from defectflow.registry.names import CHALLENGER, GATE_TAG, MEAN_AUC_TAG, RUN_ID_TAG, THRESHOLD_TAG, TRAINED_UNTIL_TAG
 from defectflow.registry.tracking import use_experiment
 from defectflow.workdir import Workdir
 
 log = logging.getLogger(__name__)
-CHALLENGER = "challenger"
 # Exact pins of what the pyfunc imports: inferring them is slow and picks the wrong torch build.
 PYFUNC_PACKAGES = ["mlflow", "torch", "torchvision", "lightgbm", "numpy", "pandas", "pillow", "pyyaml", "onnxruntime"]
 
@@ -70,7 +71,6 @@ def _log_evidence(workdir: Workdir, metrics: dict) -> None:
 def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
     """Log params, metrics, plots, reports and lineage; register the model if the gate passed."""
     import mlflow
-    from mlflow import MlflowClient
 
     reg = params.section("register", RegisterParams)
     featurize = params.section("featurize", FeaturizeParams)
@@ -84,7 +84,7 @@ def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
     with mlflow.start_run() as run:
         result["run_id"] = run.info.run_id
         mlflow.log_params({k: str(v)[:500] for k, v in params.flat().items()})
-        mlflow.set_tags({**lineage(data_dir, workdir), "gate_passed": str(gate["passed"]).lower(),
+        mlflow.set_tags({**lineage(data_dir, workdir), GATE_TAG: str(gate["passed"]).lower(),
                          "gate_reasons": "; ".join(gate["reasons"])})
         _log_evidence(workdir, metrics)
         if gate["passed"]:
@@ -99,13 +99,13 @@ def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
                     registered_model_name=reg.model_name,
                 )
             version_id = str(info.registered_model_version)
-            client = MlflowClient()
+            registry = Registry(uri)
             trained_until = json.loads((workdir.model_dir / "spec.json").read_text())["trained_until"]
-            for key, value in {"gate_passed": "true", "mean_auc": f"{metrics['mean_auc']:.6f}",
-                               "threshold": f"{metrics['threshold']:.6f}", "run_id": run.info.run_id,
-                               "trained_until": trained_until}.items():
-                client.set_model_version_tag(reg.model_name, version_id, key, value)
-            client.set_registered_model_alias(reg.model_name, CHALLENGER, version_id)
+            registry.tag_version(reg.model_name, version_id, {
+                GATE_TAG: "true", MEAN_AUC_TAG: f"{metrics['mean_auc']:.6f}",
+                THRESHOLD_TAG: f"{metrics['threshold']:.6f}", RUN_ID_TAG: run.info.run_id,
+                TRAINED_UNTIL_TAG: trained_until})
+            registry.set_alias(reg.model_name, CHALLENGER, version_id)
             result.update(version=version_id, model_uri=f"models:/{reg.model_name}/{version_id}")
             log.info("registered %s version %s (alias %s)", reg.model_name, version_id, CHALLENGER)
     atomic.write_json(workdir.registration, result)

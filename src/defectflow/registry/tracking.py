@@ -1,4 +1,8 @@
-"""Which MLflow tracking server or database to talk to, and the experiment to log into."""
+"""Which MLflow tracking server or database to talk to, whether it answers, and the experiment to log into.
+
+The layer under `registry.client.Registry` (the facade every other module uses); the register
+stage calls `use_experiment` directly because it logs through MLflow's module-level run API.
+"""
 
 from __future__ import annotations
 
@@ -72,6 +76,14 @@ def _database_problem(uri: str, timeout_s: float) -> str | None:
         return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
+def point_mlflow_at(uri: str) -> None:
+    """Make MLflow's module-level API track and register at `uri`, whatever an earlier call in this process set."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
 def use_experiment(params: RegisterParams, workdir: Workdir) -> str:
     """Point mlflow at the tracking URI and experiment; a local store keeps artifacts in the workdir."""
     import mlflow
@@ -79,8 +91,7 @@ def use_experiment(params: RegisterParams, workdir: Workdir) -> str:
 
     uri = tracking_uri(params, workdir)
     tracking_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)  # register where we track, whatever an earlier call in this process set
+    point_mlflow_at(uri)
     try:
         if mlflow.get_experiment_by_name(params.experiment) is None:
             local = uri.startswith(("sqlite:", "file:")) or "://" not in uri

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from defectflow.errors import ConfigError
-from defectflow.registry.resolve import resolve_model_version
+from defectflow.registry.client import Registry
 
 OUTPUT_COLUMNS = ("fail_probability", "decision")
 
@@ -65,17 +65,9 @@ def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer:
 
 
 def _registry_scorer(uri: str, tracking_uri: str | None) -> Scorer:
-    import mlflow
-
-    ref = resolve_model_version(uri, tracking_uri)  # pinned: an alias moving mid-run must not mix models
-
-    def load() -> Predictor:
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
-        return mlflow.pyfunc.load_model(ref.uri)
-
-    return Scorer(name=ref.name, version=ref.version, uri=ref.uri, _load=load)
+    registry = Registry(tracking_uri)
+    ref = registry.resolve(uri)  # pinned: an alias moving mid-run must not mix models
+    return Scorer(name=ref.name, version=ref.version, uri=ref.uri, _load=lambda: registry.load_model(ref))
 
 
 def _edge_scorer(folder: Path) -> Scorer:

@@ -61,7 +61,8 @@ def decide(challenger: Candidate, champion: Candidate | None, tolerance: float, 
         return Decision(promote, challenger.version, previous, tuple(reasons), metrics)
 
     if not challenger.gate_passed:
-        return verdict(False, f"version {challenger.version}: its evaluation gate failed; a failed gate is never promoted")
+        return verdict(False, f"version {challenger.version}: its evaluation gate failed; "
+                              "a failed gate is never promoted")
     if champion is None:
         return verdict(True, f"no champion yet; version {challenger.version} passed its gate")
     if champion.version == challenger.version:
@@ -69,16 +70,19 @@ def decide(challenger: Candidate, champion: Candidate | None, tolerance: float, 
     if challenger.window is None or champion.window is None:
         return verdict(False, "the newest-window comparison is missing; both models must be scored on the same window")
     if challenger.window.n != champion.window.n:
-        return verdict(False, f"the two models were scored on different windows ({challenger.window.n} vs {champion.window.n} rows)")
+        return verdict(False, f"the two models were scored on different windows "
+                              f"({challenger.window.n} vs {champion.window.n} rows)")
     if challenger.window.n < min_window:
-        return verdict(False, f"the newest window has {challenger.window.n} labelled rows, fewer than promote.min_window={min_window}")
+        return verdict(False, f"the newest window has {challenger.window.n} labelled rows, "
+                              f"fewer than promote.min_window={min_window}")
     if math.isnan(challenger.window.auc) or math.isnan(champion.window.auc):
         return verdict(False, "the newest window holds a single class, so AUC is undefined; cannot compare")
 
     delta = challenger.window.auc - champion.window.auc
     metrics["auc_delta"] = delta
     comparison = (f"newest window ({challenger.window.n} images): challenger AUC {challenger.window.auc:.4f} "
-                  f"vs champion v{champion.version} AUC {champion.window.auc:.4f} (delta {delta:+.4f}, tolerance {tolerance})")
+                  f"vs champion v{champion.version} AUC {champion.window.auc:.4f} "
+                  f"(delta {delta:+.4f}, tolerance {tolerance})")
     if delta < -tolerance:
         return verdict(False, f"challenger is worse than the champion by more than the tolerance; {comparison}")
     return verdict(True, f"challenger is no worse than the champion within the tolerance; {comparison}")
