@@ -37,7 +37,7 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
                     overrides: list[str] | None = None) -> dict:
     """Score the champion on newly labelled images; emit `defectflow.monitoring.auc` and, below
     alerts.min_auc, the alert event."""
-    from defectflow.monitoring.events import emit_monitoring_events
+    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.monitoring.monitor import MonitoringResult
     from defectflow.registry.tracking import tracking_reachable, tracking_uri
 

@@ -112,7 +112,7 @@ def promotion_target(version: str | None, data_dir: Path | None, workdir: Workdi
 
 
 def run_monitor(args: argparse.Namespace) -> int:
-    from defectflow.monitoring.events import emit_monitoring_events
+    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.monitoring.monitor import monitor_champion
 
     params = load_params(args)
@@ -131,7 +131,7 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def run_automations_apply(args: argparse.Namespace) -> int:
-    from defectflow.monitoring.automation import DEFAULT_DEFINITION, apply_automation, load_definition, save_webhook_block
+    from defectflow.orchestration.automation import DEFAULT_DEFINITION, apply_automation, load_definition, save_webhook_block
 
     if not os.environ.get("PREFECT_API_URL"):
         raise DefectflowError("PREFECT_API_URL is not set: point it at your Prefect server "
