@@ -80,7 +80,7 @@ def drift_flow(data_dir: str | None = None, workdir: str | None = None, params_f
     `reference_until`, default the champion's training cutoff); emits `defectflow.monitoring.drift`
     per camera and `alerts.drift_event` for each drifted one. No labels needed."""
     from defectflow.monitoring.drift import CameraDrift
-    from defectflow.monitoring.drift_events import emit_drift_events
+    from defectflow.orchestration.drift_events import emit_drift_events
 
     params = Params.load(params_file, overrides or [])
     data = Path(data_dir or params.get("data.dir") or "data/demo")

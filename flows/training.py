@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from defectflow.orchestration.tasks import container_task, ingest_task, promote_task, run_stages
 from defectflow.orchestration.training import report_markdown, resolve_run
-from defectflow.pipeline import enforce_gate
+from defectflow.pipeline import enforce_gate, gate_verdict
 from defectflow.redact import redact_url
 from defectflow.stages import check_registry
 
@@ -45,9 +45,9 @@ def training_flow(data_dir: str | None = None, workdir: str | None = None, param
     promotion = None
     if registration["version"] and promote:
         promotion = promote_task(run, registration, f"prefect:flow-run/{flow_run.id} ({flow_run.name})")
-    verdict = "passed" if metrics["gate"]["passed"] else "failed"
+    gate = "passed" if gate_verdict(metrics).passed else "failed"
     create_markdown_artifact(key="training-report", markdown=report_markdown(run, metrics, registration, promotion),
-                             description=f"defectflow training: gate {verdict}")
+                             description=f"defectflow training: gate {gate}")
     enforce_gate(metrics)
     if promotion and promotion.promoted:
         container_task(registration, run.tracking_uri)

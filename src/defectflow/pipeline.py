@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from defectflow.errors import GateFailedError
+from defectflow.evaluation.gate import GateVerdict
 from defectflow.params import Params
 from defectflow.stages import STAGES, StageRun, check_registry
 from defectflow.workdir import Workdir
@@ -24,11 +25,13 @@ def run_pipeline(data_dir: Path, workdir: Workdir, params: Params, progress: boo
     return summary
 
 
+def gate_verdict(metrics: dict[str, Any]) -> GateVerdict:
+    """The gate verdict inside the evaluate stage's result (metrics/cv.json keeps it as a plain dict)."""
+    return GateVerdict(**metrics["gate"])
+
+
 def enforce_gate(metrics: dict[str, Any], summary: dict[str, Any] | None = None) -> None:
     """Raise GateFailedError (exit 4) with the gate's reasons when the evaluate stage's gate failed."""
-    if not metrics["gate"]["passed"]:
-        raise GateFailedError(gate_message(metrics), summary)
-
-
-def gate_message(metrics: dict[str, Any]) -> str:
-    return "gate failed, the model was not registered: " + "; ".join(metrics["gate"]["reasons"])
+    verdict = gate_verdict(metrics)
+    if not verdict.passed:
+        raise GateFailedError("gate failed, the model was not registered: " + "; ".join(verdict.reasons), summary)

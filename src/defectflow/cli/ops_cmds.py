@@ -120,7 +120,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     if data_dir is None:
         raise DefectflowError("pass --data DIR: the folder of newly labelled images to judge the champion on")
     _, uri = registry_client(params, workdir)
-    result = monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, uri)
+    result = monitor_champion(data_dir, workdir.monitoring, params, uri)
     sent = emit_monitoring_events(result, params.section("alerts", AlertsParams)) if os.environ.get("PREFECT_API_URL") else []
     auc = "n/a" if result.auc is None else f"{result.auc:.4f}"
     emit(args, {**result.as_dict(), "events": sent},
