@@ -131,7 +131,8 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def run_automations_apply(args: argparse.Namespace) -> int:
-    from defectflow.orchestration.automation import DEFAULT_DEFINITION, apply_automation, load_definition, save_webhook_block
+    from defectflow.orchestration.automation import (DEFAULT_DEFINITION, apply_automation, load_definition,
+                                                     save_webhook_block)
 
     if not os.environ.get("PREFECT_API_URL"):
         raise DefectflowError("PREFECT_API_URL is not set: point it at your Prefect server "

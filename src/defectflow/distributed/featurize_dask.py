@@ -45,9 +45,9 @@ def plan_shards(todo: Sequence[str], sources: Sequence[str], shard_size: int) ->
             for chunk in (pairs[i : i + shard_size] for i in range(0, len(pairs), shard_size))]
 
 
-def vector_filler(executor: ExecutorParams | None) -> DaskVectorFiller | None:
+def vector_filler(executor: ExecutorParams) -> DaskVectorFiller | None:
     """The featurize stage's remote filler for `executor`: None (compute in this process) for `local`."""
-    return DaskVectorFiller(executor) if executor is not None and is_distributed(executor) else None
+    return DaskVectorFiller(executor) if is_distributed(executor) else None
 
 
 class DaskVectorFiller:
