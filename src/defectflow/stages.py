@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from defectflow.errors import ConfigError, DefectflowError
+from defectflow.errors import DefectflowError
 from defectflow.params import SECTIONS, Params, RegisterParams
 from defectflow.workdir import Workdir
 
@@ -78,18 +78,16 @@ class Stage:
         return self.run_fn(run, self)
 
     def section(self, run: StageRun, name: str) -> Any:
-        """The typed params section `name`, which the stage must declare in `params` or `settings`."""
+        """The typed params section `name`, which the stage must declare in `params` or `settings`
+        (a LookupError otherwise: the declaration, and so DVC and the cache keys, would be wrong)."""
         if name not in self.params + self.settings:
-            raise ConfigError(f"stage {self.name} reads params section {name!r} without declaring it in stages.py")
+            raise LookupError(f"stage {self.name} reads params section {name!r} without declaring it in stages.py")
         return run.params.section(name, SECTIONS[name])
 
     def seed(self, run: StageRun) -> int:
         if SEED not in self.params:
-            raise ConfigError(f"stage {self.name} reads the seed without declaring it in stages.py")
+            raise LookupError(f"stage {self.name} reads the seed without declaring it in stages.py")
         return run.params.seed
-
-    def input_paths(self, workdir: Workdir) -> list[Path]:
-        return [getattr(workdir, name) for name in self.reads if name != DATA]
 
     def output_paths(self, workdir: Workdir) -> list[Path]:
         return [getattr(workdir, name) for name in self.writes]

@@ -121,14 +121,13 @@ def test_each_output_has_one_writer_and_inputs_come_from_earlier_stages():
 
 
 def test_a_stage_cannot_read_an_undeclared_section():
-    from defectflow.errors import ConfigError
     from defectflow.params import Params
     from defectflow.stages import StageRun
 
     run = StageRun(None, Workdir("unused"), Params({}))
     evaluate = stage_named("evaluate")
     assert evaluate.section(run, "gate").min_auc > 0
-    with pytest.raises(ConfigError, match="without declaring"):
+    with pytest.raises(LookupError, match="without declaring"):
         evaluate.section(run, "train")
-    with pytest.raises(ConfigError, match="without declaring"):
+    with pytest.raises(LookupError, match="without declaring"):
         evaluate.seed(run)
