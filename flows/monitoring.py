@@ -29,7 +29,7 @@ from defectflow.workdir import Workdir
 def monitor_task(data_dir: Path, workdir: Workdir, params: Params, tracking_uri: str) -> dict:
     from defectflow.monitoring.monitor import monitor_champion
 
-    return monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, tracking_uri).as_dict()
+    return monitor_champion(data_dir, workdir.monitoring, params, tracking_uri).as_dict()
 
 
 @flow(name="defectflow-monitoring", log_prints=True)
@@ -37,17 +37,16 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
                     overrides: list[str] | None = None) -> dict:
     """Score the champion on newly labelled images; emit `defectflow.monitoring.auc` and, below
     alerts.min_auc, the alert event."""
-    from defectflow.monitoring.events import emit_monitoring_events
+    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.monitoring.monitor import MonitoringResult
-    from defectflow.registry.tracking import tracking_reachable, tracking_uri
+    from defectflow.registry.client import Registry
 
     logger = get_run_logger()
     params = Params.load(params_file, overrides or [])
     alerts = params.section("alerts", AlertsParams)
     data = params.data.data_dir(data_dir)
     wd = Workdir(params.data.work_dir(workdir))
-    uri = tracking_uri(params.section("register", RegisterParams), wd)
-    tracking_reachable(uri)
+    uri = Registry.from_params(params, wd).reachable().tracking_uri
 
     result = MonitoringResult(**monitor_task(data, wd, params, uri))
     events = emit_monitoring_events(result, alerts)
@@ -80,7 +79,7 @@ def drift_flow(data_dir: str | None = None, workdir: str | None = None, params_f
     `reference_until`, default the champion's training cutoff); emits `defectflow.monitoring.drift`
     per camera and `alerts.drift_event` for each drifted one. No labels needed."""
     from defectflow.monitoring.drift import CameraDrift
-    from defectflow.monitoring.drift_events import emit_drift_events
+    from defectflow.orchestration.drift_events import emit_drift_events
 
     params = Params.load(params_file, overrides or [])
     data = params.data.data_dir(data_dir)

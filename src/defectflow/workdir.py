@@ -22,13 +22,18 @@ class Workdir:
         return self.root / "manifest.parquet"
 
     @property
+    def reports(self) -> Path:
+        """The validation reports: `validation_report`, `gx_report` and the raw Great Expectations results."""
+        return self.root / "reports"
+
+    @property
     def validation_report(self) -> Path:
-        return self.root / "reports" / "validation.json"
+        return self.reports / "validation.json"
 
     @property
     def gx_report(self) -> Path:
         """Great Expectations results rendered as a page people can open."""
-        return self.root / "reports" / "gx_validation.html"
+        return self.reports / "gx_validation.html"
 
     # featurize
     @property
@@ -49,16 +54,37 @@ class Workdir:
     # train
     @property
     def model_dir(self) -> Path:
+        """The final model: `booster`, `model_spec` and, with the anomaly head on, `anomaly_head`."""
         return self.root / "model"
+
+    @property
+    def booster(self) -> Path:
+        """The final LightGBM model (LightGBM's text format)."""
+        return self.model_dir / "booster.txt"
+
+    @property
+    def model_spec(self) -> Path:
+        """What the booster was trained on: featurizer spec, rounds, training cutoff, seed."""
+        return self.model_dir / "spec.json"
+
+    @property
+    def anomaly_head(self) -> Path:
+        """The anomaly head fitted beside the booster (only when `anomaly.enabled`)."""
+        return self.model_dir / "anomaly.npz"
+
+    @property
+    def cv_dir(self) -> Path:
+        """The cross-validation outputs: `oof_predictions` and `folds`."""
+        return self.root / "cv"
 
     @property
     def oof_predictions(self) -> Path:
         """Out-of-fold predictions of the time-split cross-validation."""
-        return self.root / "cv" / "oof.parquet"
+        return self.cv_dir / "oof.parquet"
 
     @property
     def folds(self) -> Path:
-        return self.root / "cv" / "folds.json"
+        return self.cv_dir / "folds.json"
 
     # evaluate
     @property
@@ -81,3 +107,19 @@ class Workdir:
     @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlartifacts"
+
+    # outside the training pipeline
+    @property
+    def monitoring(self) -> Workdir:
+        """The champion monitor's own work directory (its validate/featurize outputs stay apart from training's)."""
+        return Workdir(self.root / "monitoring")
+
+    @property
+    def blob_cache(self) -> Path:
+        """Where batch scoring downloads azure:// inputs when `score.blob_cache` is not set."""
+        return self.root / "blob-cache"
+
+    @property
+    def results_db(self) -> Path:
+        """The SQLite results store used when no results URL is configured."""
+        return self.root / "results.db"

@@ -28,12 +28,13 @@ def read_features(workdir) -> pd.DataFrame:
 
 
 def test_distributed_featurization_equals_local(dask_featurized, dask_cluster, tmp_path):
+    from defectflow.distributed.featurize_dask import vector_filler
     from defectflow.features.stage import featurize
 
     executor, _ = dask_cluster
     workdir = dask_featurized.copy_validated(tmp_path / "dask")
     summary = featurize(dask_featurized.data_dir, workdir, featurize_params(), SEED, progress=False,
-                        executor=executor)
+                        remote=vector_filler(executor))
 
     local = read_features(type(workdir)(dask_featurized.workdir))
     remote = read_features(workdir)
@@ -46,6 +47,7 @@ def test_distributed_featurization_equals_local(dask_featurized, dask_cluster, t
 
 
 def test_killed_worker_is_recomputed_and_store_stays_complete(dask_featurized, dask_cluster, tmp_path):
+    from defectflow.distributed.featurize_dask import vector_filler
     from defectflow.features.backbones import backbone_spec
     from defectflow.features.stage import featurize
     from defectflow.features.store import FeatureStore
@@ -59,7 +61,7 @@ def test_killed_worker_is_recomputed_and_store_stays_complete(dask_featurized, d
 
     result: dict = {}
     run = threading.Thread(target=lambda: result.update(featurize(
-        dask_featurized.data_dir, workdir, params, SEED, progress=False, executor=executor)))
+        dask_featurized.data_dir, workdir, params, SEED, progress=False, remote=vector_filler(executor))))
     run.start()
 
     def stored() -> int:

@@ -19,9 +19,10 @@ def featurize_on_worker(data_dir, workdir, executor) -> dict:
 
     from distributed.worker import Worker
 
+    from defectflow.distributed.featurize_dask import vector_filler
     from defectflow.features.stage import featurize
 
-    summary = featurize(data_dir, workdir, featurize_params(), SEED, progress=False, executor=executor)
+    summary = featurize(data_dir, workdir, featurize_params(), SEED, progress=False, remote=vector_filler(executor))
     # Prefect runs this outside Dask's task context (get_worker() fails), hence the registry.
     return {**summary, "ran_on": [w.address for w in Worker._instances], "pid": os.getpid()}
 
@@ -40,7 +41,7 @@ def make_flow():
 
 
 def test_flow_on_dask_task_runner_featurizes_on_the_cluster(prefect_server, dask_featurized, tmp_path):
-    from defectflow.distributed.prefect_runner import dask_task_runner
+    from defectflow.orchestration.task_runner import dask_task_runner
     from defectflow.params import ExecutorParams
 
     executor = ExecutorParams(kind="local_cluster", n_workers=2, threads_per_worker=1, shard_size=16)
@@ -57,7 +58,7 @@ def test_flow_on_dask_task_runner_featurizes_on_the_cluster(prefect_server, dask
 
 
 def test_local_executor_keeps_the_flow_runner():
-    from defectflow.distributed.prefect_runner import dask_task_runner
+    from defectflow.orchestration.task_runner import dask_task_runner
     from defectflow.params import ExecutorParams
 
     assert dask_task_runner(ExecutorParams()) is None

@@ -24,6 +24,7 @@ FOLD_AUC_TOLERANCE = 0.08
 
 
 def trained(dask_featurized, dest, executor):
+    from defectflow.distributed.train_dask import booster_fitter
     from defectflow.evaluation.stage import evaluate
     from defectflow.params import EvaluateParams, GateParams, Params, TrainParams
     from defectflow.training.stage import train
@@ -36,7 +37,8 @@ def trained(dask_featurized, dest, executor):
     source = Workdir(dask_featurized.workdir)
     for path in (source.manifest, source.features, source.features_spec):
         shutil.copy(path, dest / path.name)
-    summary = train(workdir, params.section("train", TrainParams), SEED, executor=executor)
+    with booster_fitter(executor) as fit:
+        summary = train(workdir, params.section("train", TrainParams), SEED, fit=fit)
     metrics = evaluate(workdir, params.section("evaluate", EvaluateParams), params.section("gate", GateParams))
     return summary, metrics, workdir
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from defectflow.errors import ConfigError
-from defectflow.monitoring.automation import DEFAULT_DEFINITION, load_definition
+from defectflow.orchestration.automation import DEFAULT_DEFINITION, load_definition
 from defectflow.monitoring.monitor import judge, labelled_since
 from defectflow.orchestration.cache_keys import data_folder_digest, file_digest, stage_key
 from defectflow.orchestration.report import training_report

@@ -18,7 +18,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         raise DataFolderMissingError()
     results = check_drift(data, workdir, params, args.reference_until)
     if args.emit:
-        from defectflow.monitoring.drift_events import emit_drift_events
+        from defectflow.orchestration.drift_events import emit_drift_events
 
         emit_drift_events(results, params.section("alerts", AlertsParams))
     emit(args, {"reference_until": args.reference_until, "cameras": [r.as_dict() for r in results]}, "\n".join(

@@ -108,7 +108,7 @@ def promotion_target(version: str | None, data_dir: Path | None, workdir: Workdi
 
 
 def run_monitor(args: argparse.Namespace) -> int:
-    from defectflow.monitoring.events import emit_monitoring_events
+    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.monitoring.monitor import monitor_champion
 
     params = load_params(args)
@@ -116,7 +116,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     if data_dir is None:
         raise DataFolderMissingError("pass --data DIR: the folder of newly labelled images to judge the champion on")
     registry = registry_client(params, workdir)
-    result = monitor_champion(data_dir, Workdir(workdir.root / "monitoring"), params, registry.tracking_uri)
+    result = monitor_champion(data_dir, workdir.monitoring, params, registry.tracking_uri)
     sent = emit_monitoring_events(result, params.section("alerts", AlertsParams)) if os.environ.get("PREFECT_API_URL") else []
     auc = "n/a" if result.auc is None else f"{result.auc:.4f}"
     emit(args, {**result.as_dict(), "events": sent},
@@ -127,7 +127,8 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def run_automations_apply(args: argparse.Namespace) -> int:
-    from defectflow.monitoring.automation import DEFAULT_DEFINITION, apply_automation, load_definition, save_webhook_block
+    from defectflow.orchestration.automation import (DEFAULT_DEFINITION, apply_automation, load_definition,
+                                                     save_webhook_block)
 
     if not os.environ.get("PREFECT_API_URL"):
         raise DefectflowError("PREFECT_API_URL is not set: point it at your Prefect server "

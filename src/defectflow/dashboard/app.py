@@ -17,12 +17,10 @@ from defectflow.registry.tracking import tracking_uri
 from defectflow.scoring.results import resolve_results_url
 from defectflow.workdir import Workdir
 
-BLOB_CACHE_DIR = "blob-cache"
-
 
 def blob_cache_dir(score: ScoreParams, workdir: Workdir) -> Path:
     """Where batch scoring downloads azure:// inputs (and where thumbnails of them are read)."""
-    return Path(score.blob_cache) if score.blob_cache else workdir.root / BLOB_CACHE_DIR
+    return Path(score.blob_cache) if score.blob_cache else workdir.blob_cache
 
 
 def dashboard_config(params: Params, workdir: Workdir, *, results_url: str | None = None,

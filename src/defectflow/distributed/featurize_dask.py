@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from defectflow.distributed.executor import dask_client, worker_addresses
+from defectflow.distributed.executor import dask_client, is_distributed, worker_addresses
 from defectflow.params import ExecutorParams, FeaturizeParams
 
 if TYPE_CHECKING:
@@ -43,6 +43,25 @@ def plan_shards(todo: Sequence[str], sources: Sequence[str], shard_size: int) ->
     pairs = sorted(zip(todo, sources, strict=True))
     return [([s for s, _ in chunk], [p for _, p in chunk])
             for chunk in (pairs[i : i + shard_size] for i in range(0, len(pairs), shard_size))]
+
+
+def vector_filler(executor: ExecutorParams) -> DaskVectorFiller | None:
+    """The featurize stage's remote filler for `executor`: None (compute in this process) for `local`."""
+    return DaskVectorFiller(executor) if is_distributed(executor) else None
+
+
+class DaskVectorFiller:
+    """`features.stage.MissingVectorFiller` on the Dask cluster that `executor` names."""
+
+    def __init__(self, executor: ExecutorParams):
+        self.executor = executor
+
+    def __call__(self, store_root: Path, todo: Sequence[str], sources: Sequence[str], params: FeaturizeParams,
+                 seed: int, progress: bool) -> str:
+        if params.engine not in ("auto", "torch"):
+            log.warning("featurize.engine=%s applies to this process only: Dask workers featurize with torch",
+                        params.engine)
+        return featurize_on_dask(self.executor, store_root, todo, sources, params, seed, progress)
 
 
 def featurize_on_dask(executor: ExecutorParams, store_root: Path, todo: Sequence[str], sources: Sequence[str],

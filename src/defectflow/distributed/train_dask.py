@@ -1,6 +1,6 @@
 """LightGBM's distributed learning on Dask workers, with the interface of `fit_booster`.
 
-The train stage asks `booster_fitter(executor)` for its fitting function, so the time-split
+The pipeline asks `booster_fitter(executor)` for the train stage's fitting function, so the time-split
 folds, the inner early-stopping split, the final model and the gate are the very same code on
 both paths; only where the trees are grown changes. Rows are cut into one contiguous block per
 worker and LightGBM's data-parallel tree learner grows each tree across the workers, which talk
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -31,12 +31,11 @@ import numpy as np
 
 from defectflow.distributed.executor import dask_client, is_distributed, worker_addresses
 from defectflow.params import ExecutorParams
-from defectflow.training.booster import fit_booster, lgbm_params
+from defectflow.training.booster import BoosterFitter, fit_booster, lgbm_params
 
 if TYPE_CHECKING:
     from distributed import Client
 
-BoosterFitter = Callable[..., lgb.Booster]
 # Fewer rows than this per worker and the network round trips cost more than the split saves.
 MIN_ROWS_PER_WORKER = 32
 _THREAD_PARAMS = ("n_jobs", "num_threads", "nthread", "nthreads", "num_thread")
@@ -44,8 +43,9 @@ _THREAD_PARAMS = ("n_jobs", "num_threads", "nthread", "nthreads", "num_thread")
 
 @contextlib.contextmanager
 def booster_fitter(executor: ExecutorParams | None) -> Iterator[BoosterFitter]:
-    """`fit_booster` for the local executor; for a distributed one, a fitter bound to a Dask
-    client that stays open for every fit of the stage (folds and final model)."""
+    """The train stage's `BoosterFitter` for `executor`: `fit_booster` for the local executor; for a
+    distributed one, a fitter bound to a Dask client that stays open for every fit of the stage
+    (folds and final model)."""
     if not is_distributed(executor):
         yield fit_booster
         return
@@ -54,7 +54,8 @@ def booster_fitter(executor: ExecutorParams | None) -> Iterator[BoosterFitter]:
 
 
 class DaskBoosterFitter:
-    """Train like `fit_booster` (same arguments, a `lgb.Booster` back) across the Dask workers."""
+    """`training.booster.BoosterFitter` across the Dask workers: the arguments of `fit_booster`, a
+    `lgb.Booster` back."""
 
     def __init__(self, client: Client):
         self.client = client

@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 from tqdm import tqdm
 
 from defectflow import atomic
 from defectflow.errors import ConfigError, DefectflowError
-from defectflow.distributed.executor import is_distributed
-from defectflow.params import ExecutorParams, FeaturizeParams
-from defectflow.params import AnomalyParams
+from defectflow.params import AnomalyParams, FeaturizeParams
 from defectflow.workdir import Workdir
 
 log = logging.getLogger(__name__)
+
+
+class MissingVectorFiller(Protocol):
+    """Computes the missing feature vectors outside this process and writes them into the feature store.
+
+    Implemented by the scale-out layer (distributed.featurize_dask); the stage only needs this call.
+    Returns where it ran, for the summary (e.g. `dask 2 workers: cpu`).
+    """
+
+    def __call__(self, store_root: Path, todo: Sequence[str], sources: Sequence[str], params: FeaturizeParams,
+                 seed: int, progress: bool) -> str: ...
 
 
 def feature_columns(dim: int) -> list[str]:
@@ -31,11 +42,11 @@ def usable_images(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: int, progress: bool = True,
-              executor: ExecutorParams | None = None, anomaly: AnomalyParams | None = None) -> dict:
+              remote: MissingVectorFiller | None = None, anomaly: AnomalyParams | None = None) -> dict:
     """Compute features for images not yet in the store and write `features.parquet`.
 
-    The missing vectors are computed in this process, or as shards on Dask when `executor` (the
-    params.yaml `executor:` section) is distributed; the rest of the stage is the same.
+    The missing vectors are computed in this process, or by `remote` (shards on Dask, chosen from
+    the params.yaml `executor:` section by the caller); the rest of the stage is the same.
 
     With the anomaly head on (`anomaly`), the same backbone pass also stores each image's patch
     vectors (defectflow.anomaly.featurize).
@@ -59,7 +70,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     if params.mode == "finetune":  # the backbone is fine-tuned on the labelled rows first (features/tuned.py)
         params, finetune = finetune_for_manifest(data_dir, workdir, params, seed, progress)
     int8 = params.quantization == "int8"
-    if int8 and is_distributed(executor):
+    if int8 and remote is not None:
         raise ConfigError("featurize.quantization=int8 runs in this process only; set executor.kind=local")
     if int8 and anomaly is not None and anomaly.enabled:
         raise ConfigError("featurize.quantization=int8 cannot feed the anomaly head (its patch maps come from the "
@@ -75,14 +86,9 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     started = time.perf_counter()
     device = "n/a (all cached)"
     sources = [str(Path(data_dir).resolve() / path_of[s]) for s in todo]
-    if todo and is_distributed(executor):
-        from defectflow.distributed.featurize_dask import featurize_on_dask
-
-        if params.engine not in ("auto", "torch"):
-            log.warning("featurize.engine=%s applies to this process only: Dask workers featurize with torch",
-                        params.engine)
-        device = featurize_on_dask(executor, workdir.feature_store.resolve(), todo, sources, params, seed, progress)
-    local = [] if is_distributed(executor) else todo
+    if todo and remote is not None:
+        device = remote(workdir.feature_store.resolve(), todo, sources, params, seed, progress)
+    local = [] if remote is not None else todo
     if patches:  # images without patch vectors (also those featurized on Dask) run here, once
         local = list(dict.fromkeys([*local, *patches.missing(images["sha256"])]))
     if local:

@@ -1,8 +1,9 @@
 """Cache keys for the training flow's tasks, derived from the content of each stage's inputs.
 
 A re-run after a crash finds the keys of the stages that completed unchanged and resumes at
-the first stage whose inputs changed (or that never finished). Keys hash file contents (the
-manifest, features, predictions) and the stage's own params, never timestamps of the run.
+the first stage whose inputs changed (or that never finished). Keys hash what the stage's
+declaration (defectflow.stages) says it reads — file contents (the manifest, features,
+predictions), the data folder — and its own params, never timestamps of the run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from defectflow.hashing import sha256_file
+from defectflow.stages import DATA, SEED, Stage, StageRun
 
 
 def data_folder_digest(data_dir: Path) -> str:
@@ -52,3 +54,14 @@ def stage_key(stage: str, *parts: Any) -> str:
     normal = [asdict(p) if is_dataclass(p) else p for p in parts]
     blob = json.dumps([stage, *normal], sort_keys=True, default=str)
     return f"defectflow-{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:32]}"
+
+
+def stage_cache_key(stage: Stage, run: StageRun) -> str:
+    """The key of one stage's task: digests of its declared inputs, the work directory, its params
+    sections and, for a stage that registers models, the registry it writes to (registering twice
+    would create a second version of the same model: a resumed run reuses the first)."""
+    inputs = [data_folder_digest(run.data) if name == DATA else file_digest(getattr(run.workdir, name))
+              for name in stage.reads]
+    params = [stage.seed(run) if name == SEED else stage.section(run, name) for name in stage.params]
+    registry = [run.tracking_uri] if stage.registry else []
+    return stage_key(stage.name, *inputs, str(run.workdir.root.resolve()), *params, *registry)

@@ -35,7 +35,7 @@ def _bundle(workdir: Workdir, featurize: FeaturizeParams, seed: int, threshold: 
     from defectflow.features.backbones import build_backbone
     from defectflow.features.tuned import finetune_record
 
-    spec = json.loads((workdir.model_dir / "spec.json").read_text())
+    spec = json.loads(workdir.model_spec.read_text())
     tuned = finetune_record(workdir)  # featurize.mode=finetune: the weights fine-tuned on all labelled rows
     weights = tuned["weights_path"] if tuned else featurize.weights
     model, backbone_spec = build_backbone(featurize.backbone, weights, featurize.image_size, seed)
@@ -45,12 +45,12 @@ def _bundle(workdir: Workdir, featurize: FeaturizeParams, seed: int, threshold: 
             f"describe {backbone_spec.featurizer_id}: re-run featurize and train, or restore the featurize params"
         )
     torch.save(model.state_dict(), tmp / "backbone.pt")
-    (tmp / "booster.txt").write_text((workdir.model_dir / "booster.txt").read_text())
+    (tmp / "booster.txt").write_text(workdir.booster.read_text())
     (tmp / "spec.json").write_text(json.dumps({**spec, "threshold": threshold}, indent=2))
     artifacts = {"backbone": str(tmp / "backbone.pt"), "booster": str(tmp / "booster.txt"),
                  "spec": str(tmp / "spec.json")}
-    if (workdir.model_dir / "anomaly.npz").is_file():  # the anomaly head (defectflow explain reads it)
-        artifacts["anomaly"] = str(workdir.model_dir / "anomaly.npz")
+    if workdir.anomaly_head.is_file():  # the anomaly head (defectflow explain reads it)
+        artifacts["anomaly"] = str(workdir.anomaly_head)
     return artifacts
 
 
@@ -61,7 +61,7 @@ def _log_evidence(workdir: Workdir, metrics: dict) -> None:
     for fold in metrics["folds"]:
         mlflow.log_metric("fold_auc", fold["auc"], step=fold["fold"])
     for path in (workdir.cv_metrics, workdir.folds, workdir.validation_report, workdir.gx_report,
-                 workdir.features_spec, workdir.model_dir / "spec.json"):
+                 workdir.features_spec, workdir.model_spec):
         if path.exists():
             mlflow.log_artifact(str(path), artifact_path="evidence")
     if workdir.plots.exists():
@@ -100,7 +100,7 @@ def register_model(data_dir: Path, workdir: Workdir, params: Params) -> dict:
                 )
             version_id = str(info.registered_model_version)
             registry = Registry(uri)
-            trained_until = json.loads((workdir.model_dir / "spec.json").read_text())["trained_until"]
+            trained_until = json.loads(workdir.model_spec.read_text())["trained_until"]
             registry.tag_version(reg.model_name, version_id, {
                 GATE_TAG: "true", MEAN_AUC_TAG: f"{metrics['mean_auc']:.6f}",
                 THRESHOLD_TAG: f"{metrics['threshold']:.6f}", RUN_ID_TAG: run.info.run_id,

@@ -20,9 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from defectflow.errors import ConfigError
 from defectflow.redact import redact_url, scrub
+from defectflow.workdir import Workdir
 
 RESULTS_URL_ENV = "DEFECTFLOW_RESULTS_URL"
-RESULTS_FILE = "results.db"
 DECISIONS = ("pass", "fail")
 
 
@@ -78,14 +78,14 @@ class Review(Base):
         return self.label != self.score.decision
 
 
-def resolve_results_url(explicit: str | None, workdir: Path) -> str:
+def resolve_results_url(explicit: str | None, workdir: Workdir) -> str:
     """--results, else params score.results_url (passed as `explicit`), else $DEFECTFLOW_RESULTS_URL,
     else a SQLite file in the work directory."""
     if explicit:
         return explicit
     if os.environ.get(RESULTS_URL_ENV):
         return os.environ[RESULTS_URL_ENV]
-    return f"sqlite:///{(workdir / RESULTS_FILE).resolve()}"
+    return f"sqlite:///{workdir.results_db.resolve()}"
 
 
 def open_results(url: str) -> sa.Engine:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
+
+
+class BoosterFitter(Protocol):
+    """Grows one booster: `fit_booster` in this process, or a scale-out twin (distributed.train_dask)
+    with the same arguments and the same kind of result."""
+
+    def __call__(self, X: np.ndarray, y: np.ndarray, lgbm: dict[str, Any], seed: int, *,
+                 X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+                 early_stopping_rounds: int = 0, num_boost_round: int | None = None) -> lgb.Booster: ...
 
 
 def lgbm_params(lgbm: dict[str, Any], seed: int) -> tuple[dict[str, Any], int]:

@@ -13,12 +13,10 @@ from rich.progress import track
 
 from defectflow import atomic
 from defectflow.anomaly.cv import AnomalyCV
-from defectflow.distributed.train_dask import BoosterFitter, booster_fitter
 from defectflow.errors import DefectflowError
 from defectflow.features.tuned import FoldFeaturizer, finetune_record
-from defectflow.params import ExecutorParams, TrainParams
-from defectflow.params import AnomalyParams
-from defectflow.training.booster import best_rounds, fit_booster
+from defectflow.params import AnomalyParams, TrainParams
+from defectflow.training.booster import BoosterFitter, best_rounds, fit_booster
 from defectflow.training.splits import Fold, inner_validation_split, time_split_folds
 from defectflow.workdir import Workdir
 
@@ -92,12 +90,13 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
     return pd.concat(oof_parts, ignore_index=True), records
 
 
-def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorParams | None = None,
+def train(workdir: Workdir, params: TrainParams, seed: int, fit: BoosterFitter = fit_booster,
           anomaly: AnomalyParams | None = None) -> dict:
     """Cross-validate, then fit the final model on every labelled image with the median of the
-    folds' early-stopping rounds (no data left over to early-stop on). A distributed `executor`
-    grows the trees with lightgbm.dask; folds, rounds and outputs are the same code. With the
-    anomaly head on, the final one is fitted on every labelled pass image (model/anomaly.npz).
+    folds' early-stopping rounds (no data left over to early-stop on). `fit` grows every booster
+    (a Dask fitter from distributed.train_dask grows the trees across workers); folds, rounds and
+    outputs are the same code. With the anomaly head on, the final one is fitted on every labelled
+    pass image (model/anomaly.npz).
     """
     meta, X, y = load_training_table(workdir)
     anomaly_cv = AnomalyCV.for_table(workdir, meta, anomaly, seed) if anomaly and anomaly.enabled else None
@@ -105,13 +104,12 @@ def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorPa
                              gap_days=params.gap_days, min_train=params.min_train, min_test=params.min_test)
     record = finetune_record(workdir)
     fold_features = FoldFeaturizer(record, meta, workdir) if record else None
-    with booster_fitter(executor) as fit:
-        oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit, anomaly=anomaly_cv,
-                                      fold_features=fold_features)
-        final_rounds = max(params.min_rounds, int(np.median([r["rounds_used"] for r in records])))
-        head = anomaly_cv.fit(np.arange(len(y)), y) if anomaly_cv else None
-        booster = fit(head.features(X, np.arange(0))[0] if head else X, y, params.lgbm, seed,
-                      num_boost_round=final_rounds)
+    oof, records = cross_validate(meta, X, y, folds, params, seed, fit=fit, anomaly=anomaly_cv,
+                                  fold_features=fold_features)
+    final_rounds = max(params.min_rounds, int(np.median([r["rounds_used"] for r in records])))
+    head = anomaly_cv.fit(np.arange(len(y)), y) if anomaly_cv else None
+    booster = fit(head.features(X, np.arange(0))[0] if head else X, y, params.lgbm, seed,
+                  num_boost_round=final_rounds)
 
     features_spec = json.loads(workdir.features_spec.read_text())["spec"]
     model_spec = {
@@ -124,12 +122,11 @@ def train(workdir: Workdir, params: TrainParams, seed: int, executor: ExecutorPa
         "seed": seed,
     }
     workdir.model_dir.mkdir(parents=True, exist_ok=True)
-    (workdir.model_dir / "anomaly.npz").unlink(missing_ok=True)  # never ship a head this run did not fit
+    workdir.anomaly_head.unlink(missing_ok=True)  # never ship a head this run did not fit
     if head:
-        model_spec["anomaly"] = head.save(workdir.model_dir / "anomaly.npz", anomaly_cv.store.layer,
-                                          features_spec["image_size"])
-    atomic.write_text(workdir.model_dir / "booster.txt", booster.model_to_string())
-    atomic.write_json(workdir.model_dir / "spec.json", model_spec)
+        model_spec["anomaly"] = head.save(workdir.anomaly_head, anomaly_cv.store.layer, features_spec["image_size"])
+    atomic.write_text(workdir.booster, booster.model_to_string())
+    atomic.write_json(workdir.model_spec, model_spec)
     with atomic.atomic_path(workdir.oof_predictions, suffix=".parquet") as tmp:
         oof.to_parquet(tmp, index=False)
     atomic.write_json(workdir.folds, records)

@@ -48,8 +48,8 @@ def save_webhook_block(block_ref: str, url: str) -> None:
 
     slug, _, name = block_ref.rpartition("/")
     if slug != "custom-webhook":
-        raise ConfigError(f"--webhook-url creates a custom-webhook block, but alerts.notification_block is {block_ref!r}; "
-                          "create that block in the Prefect UI or CLI instead")
+        raise ConfigError(f"--webhook-url creates a custom-webhook block, but alerts.notification_block is "
+                          f"{block_ref!r}; create that block in the Prefect UI or CLI instead")
     CustomWebhookNotificationBlock(
         name=name, url=url, method="POST",
         json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "defectflow"},
