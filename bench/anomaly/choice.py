@@ -44,7 +44,7 @@ def tapped_patches(sources: list[str], size: int) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sklearn.metrics import roc_auc_score
+    from defectflow.evaluation.metrics import auc as roc_auc
 
     from defectflow.anomaly.maps import image_scores
     from defectflow.anomaly.models import fit_patch_model
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                 started = time.perf_counter()
                 model = fit_patch_model(method, lambda P=P: iter([P[good]]), len(good), coreset_size=1000,
                                         max_candidates=20000, seed=0)
-                auc = roc_auc_score(y[test], image_scores(model.patch_scores(P[test])))
+                auc = roc_auc(y[test], image_scores(model.patch_scores(P[test])))
                 rows.append({"image_size": size, "layer": layer, "grid": int(round(P.shape[1] ** 0.5)),
                              "channels": int(P.shape[2]), "method": method, "image_auroc": round(float(auc), 4),
                              "fit_score_s": round(time.perf_counter() - started, 2)})

@@ -171,7 +171,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", "time-split cross-validation + final LightGBM model", _train, _trained,
           params=(SEED, "train", "anomaly"), settings=("executor",), reads=("manifest", "features", "features_spec"),
           writes=("model_dir", "cv_dir"),
-          code=("anomaly", "distributed", "evaluation", "features", "training", "validation")),
+          code=("anomaly", "distributed", "evaluation", "features", "inference", "training", "validation")),
     Stage("evaluate", "fold AUCs, threshold, review reduction, plots, gate verdict", _evaluate, _evaluated,
           params=("evaluate", "gate"), reads=("cv_dir",), writes=("cv_metrics", "plots"),
           code=("anomaly", "evaluation")),

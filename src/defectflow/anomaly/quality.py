@@ -24,7 +24,7 @@ def box_mask(box: list[int] | None, src_size: int, size: int) -> np.ndarray:
 
 def map_quality(maps: np.ndarray, boxes: list[list[int] | None], src_size: int) -> dict:
     """Pixel AUROC over all images, and the share of boxed images whose map maximum is in the box."""
-    from sklearn.metrics import roc_auc_score
+    from defectflow.evaluation.metrics import auc
 
     size = maps.shape[1]
     masks = np.stack([box_mask(b, src_size, size) for b in boxes])
@@ -34,7 +34,7 @@ def map_quality(maps: np.ndarray, boxes: list[list[int] | None], src_size: int) 
     peak = maps.reshape(len(maps), -1).argmax(axis=1)
     hit = masks.reshape(len(masks), -1)[np.arange(len(masks)), peak]
     return {
-        "pixel_auroc": round(float(roc_auc_score(masks.ravel(), maps.ravel())), 4),
+        "pixel_auroc": round(auc(masks.ravel(), maps.ravel()), 4),
         "max_in_box_share": round(float(hit[boxed].mean()), 4),
         "n_images": int(len(maps)), "n_boxed": int(boxed.sum()),
         "box_area_share": round(float(masks[boxed].mean()), 4),
