@@ -37,8 +37,8 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
                     overrides: list[str] | None = None) -> dict:
     """Score the champion on newly labelled images; emit `defectflow.monitoring.auc` and, below
     alerts.min_auc, the alert event."""
-    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.monitoring.monitor import MonitoringResult
+    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.registry.client import Registry
 
     logger = get_run_logger()

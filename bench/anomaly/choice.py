@@ -44,10 +44,9 @@ def tapped_patches(sources: list[str], size: int) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from defectflow.evaluation.metrics import auc as roc_auc
-
     from defectflow.anomaly.maps import image_scores
     from defectflow.anomaly.models import fit_patch_model
+    from defectflow.evaluation.metrics import auc as roc_auc
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True)

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_drift_flow_emits_camera_events_and_the_automation_alerts(prefect_server, alert_receiver, tmp_path, capsys):
-    from flows.monitoring import drift_flow
     from defectflow.synth import generate
+    from flows.monitoring import drift_flow
 
     data = tmp_path / "line"
     generate(data, 260, 3, image_size=64, days=11, start="2026-09-01", drift_from="2026-09-11",

@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 
 from defectflow.anomaly.maps import anomaly_maps, image_scores
-from defectflow.anomaly.models import (METHODS, PatchCore, fit_patch_model, greedy_coreset, load_model,
-                                       sample_patches, save_model)
+from defectflow.anomaly.models import (
+    METHODS,
+    PatchCore,
+    fit_patch_model,
+    greedy_coreset,
+    load_model,
+    sample_patches,
+    save_model,
+)
 from defectflow.anomaly.novelty import decide, novelty_report
 from defectflow.anomaly.quality import box_mask, centre_maps, map_quality, random_maps
 

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from defectflow.errors import ConfigError
-from defectflow.orchestration.automation import DEFAULT_DEFINITION, load_definition
 from defectflow.monitoring.monitor import judge, labelled_since
+from defectflow.orchestration.automation import DEFAULT_DEFINITION, load_definition
 from defectflow.orchestration.cache_keys import data_folder_digest, file_digest, stage_key
 from defectflow.orchestration.report import training_report
 from defectflow.params import AlertsParams, TrainParams
 
 REPO = Path(__file__).resolve().parents[2]
-CUTOFF = dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
+CUTOFF = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 
 
 def test_only_valid_labelled_images_after_training_are_judged():

@@ -101,7 +101,7 @@ def test_training_cutoff_reads_the_trained_until_tag_else_the_registration_time(
     from defectflow.registry.client import training_cutoff
     from defectflow.registry.names import TRAINED_UNTIL_TAG
 
-    utc = dt.timezone.utc
+    utc = dt.UTC
     tagged = SimpleNamespace(tags={TRAINED_UNTIL_TAG: "2026-10-04 12:00:00"}, creation_timestamp=0)
     assert training_cutoff(tagged) == dt.datetime(2026, 10, 4, 12, tzinfo=utc)
     offset = SimpleNamespace(tags={TRAINED_UNTIL_TAG: "2026-10-04T14:00:00+02:00"}, creation_timestamp=0)

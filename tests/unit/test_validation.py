@@ -76,7 +76,7 @@ def build_corpus(root: Path) -> tuple[Path, dict[str, str | None]]:
     _save(data / "modes/grey_alpha.png", Image.fromarray(_noise(201, channels=2), "LA"))
     _save(data / "modes/rgba.png", Image.fromarray(_noise(202, channels=4), "RGBA"))
     _save(data / "modes/palette.png", Image.fromarray(_noise(203)).convert("P"))
-    _save(data / "modes/sixteen.png", Image.fromarray((_noise(204, channels=1).astype(np.uint16) * 257)))
+    _save(data / "modes/sixteen.png", Image.fromarray(_noise(204, channels=1).astype(np.uint16) * 257))
     _save(data / "modes/cmyk.jpg", Image.fromarray(_noise(205, channels=4), "CMYK"), "JPEG")
     _save(data / "modes/cmyk.tif", Image.fromarray(_noise(206, channels=4), "CMYK"), "TIFF")
     for i, name in enumerate(sorted(p.relative_to(data).as_posix() for p in (data / "modes").iterdir())):

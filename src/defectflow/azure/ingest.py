@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from defectflow.azure.blob_source import BlobEntry, BlobSource, IntegrityError, UnsafeBlobName, local_md5, safe_relative_path
+from defectflow.azure.blob_source import (
+    BlobEntry,
+    BlobSource,
+    IntegrityError,
+    UnsafeBlobName,
+    local_md5,
+    safe_relative_path,
+)
 from defectflow.azure.credentials import blob_service_client, describe_auth, redact
 from defectflow.azure.labels import merge_labels, row_from_metadata, rows_from_label_csv
 from defectflow.azure.state import STATE_DIRNAME, IngestState, exclusive_lock, state_dir

@@ -108,8 +108,8 @@ def promotion_target(version: str | None, data_dir: Path | None, workdir: Workdi
 
 
 def run_monitor(args: argparse.Namespace) -> int:
-    from defectflow.orchestration.events import emit_monitoring_events
     from defectflow.monitoring.monitor import monitor_champion
+    from defectflow.orchestration.events import emit_monitoring_events
 
     params = load_params(args)
     data_dir, workdir = resolve_dirs(args, params)
@@ -127,8 +127,12 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def run_automations_apply(args: argparse.Namespace) -> int:
-    from defectflow.orchestration.automation import (DEFAULT_DEFINITION, apply_automation, load_definition,
-                                                     save_webhook_block)
+    from defectflow.orchestration.automation import (
+        DEFAULT_DEFINITION,
+        apply_automation,
+        load_definition,
+        save_webhook_block,
+    )
 
     if not os.environ.get("PREFECT_API_URL"):
         raise DefectflowError("PREFECT_API_URL is not set: point it at your Prefect server "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 from defectflow.errors import ConfigError
-from defectflow.redact import redact_url
 from defectflow.params import AzureParams, Params, ScoreParams, ValidateParams
+from defectflow.redact import redact_url
 from defectflow.workdir import Workdir
 
 DEFAULT_DASHBOARD_PORT = 8088

@@ -31,7 +31,13 @@ from defectflow.anomaly.bundle import HEAD_FILE, manifest_record
 from defectflow.anomaly.taps import graph_tap
 from defectflow.atomic import write_bytes, write_json
 from defectflow.edge.manifest import (
-    DECISION_OUTPUT, INPUT_NAME, MANIFEST_NAME, ONNX_NAME, PROBABILITY_OUTPUT, BundleError, EdgeManifest,
+    DECISION_OUTPUT,
+    INPUT_NAME,
+    MANIFEST_NAME,
+    ONNX_NAME,
+    PROBABILITY_OUTPUT,
+    BundleError,
+    EdgeManifest,
 )
 from defectflow.errors import ConfigError, DefectflowError
 from defectflow.hashing import sha256_file

@@ -145,4 +145,4 @@ def training_cutoff(mv: ModelVersion) -> dt.datetime:
     if value:
         ts = pd.Timestamp(value)
         return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
-    return dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def record_decision(registry: Registry, name: str, action: str, version: str, previous: str | None,

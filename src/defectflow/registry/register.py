@@ -11,8 +11,8 @@ from pathlib import Path
 
 from defectflow import atomic
 from defectflow.errors import DefectflowError
-from defectflow.redact import redact_url
 from defectflow.params import FeaturizeParams, Params, RegisterParams
+from defectflow.redact import redact_url
 from defectflow.registry.client import Registry
 from defectflow.registry.lineage import lineage
 from defectflow.registry.names import CHALLENGER, GATE_TAG, MEAN_AUC_TAG, RUN_ID_TAG, THRESHOLD_TAG, TRAINED_UNTIL_TAG

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from defectflow.hashing import sha256_file
 from defectflow.params import AzureParams, ValidateParams
+from defectflow.redact import redact_url
 from defectflow.scoring.inputs import InputImage, ScoringInput, open_input
 from defectflow.scoring.model import Scorer, load_scorer
 from defectflow.scoring.results import DECISIONS, insert_scores, open_results, scored_hashes, utcnow
-from defectflow.hashing import sha256_file
-from defectflow.redact import redact_url
 from defectflow.validation.scan import check_image
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import numpy as np
 
 from defectflow.synth import palette
 from defectflow.synth.canvas import Canvas
-from defectflow.synth.components import PartType, draw_part, draw_pad
+from defectflow.synth.components import PartType, draw_pad, draw_part
 from defectflow.synth.frame import Frame
 
 # relative frequency of each defect among failing images

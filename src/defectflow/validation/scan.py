@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from defectflow.hashing import sha256_file
-from defectflow.params import ValidateParams
 from defectflow.inference.images import ImageLimits, header_problem
+from defectflow.params import ValidateParams
 from defectflow.validation.convert import UnconvertibleModeError, to_rgb
 from defectflow.validation.reasons import Reason
 
