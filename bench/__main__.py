@@ -23,12 +23,14 @@ ALL_CASES = ("ab", "c", "d", "e", "memory", "profile")
 def load_profile(name: str, overrides: list[str], config: Path = CONFIG) -> dict:
     profiles = json.loads(config.read_text())
     if name not in profiles or name.startswith("_"):
-        raise SystemExit(f"unknown profile {name!r}; choose one of {', '.join(k for k in profiles if not k.startswith('_'))}")
+        known = ", ".join(k for k in profiles if not k.startswith("_"))
+        raise SystemExit(f"unknown profile {name!r}; choose one of {known}")
     cfg = dict(profiles[name])
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set {item!r}: expected key=value (value as JSON, e.g. repeats=5 or backbones='[\"resnet50\"]')")
+            raise SystemExit(f"--set {item!r}: expected key=value "
+                             "(value as JSON, e.g. repeats=5 or backbones='[\"resnet50\"]')")
         try:
             cfg[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -41,8 +41,8 @@ def measure(paths: list[str], cfg: dict, scratch: Path, repeats: int, seed: int)
                    rate_runs(lambda: _fill_in_process(keys, paths, params, seed, scratch), repeats), params=shape)]
     for n_workers in cfg["workers"]:
         runs = _dask_runs(keys, paths, params, seed, scratch, n_workers, int(cfg["shard_size"]), repeats)
-        rows.append(Result("dask", f"Dask LocalCluster, {n_workers} worker{'s' if n_workers > 1 else ''} × 1 thread", "img/s",
-                           runs, params=shape))
+        name = f"Dask LocalCluster, {n_workers} worker{'s' if n_workers > 1 else ''} × 1 thread"
+        rows.append(Result("dask", name, "img/s", runs, params=shape))
     one_worker = rows[1]
     for row in rows[2:]:
         row.baseline, row.ratio = one_worker.name, row.median / one_worker.median

@@ -54,7 +54,8 @@ def compare(reference: Path, others: list[Path]) -> dict:
                      "same_decision_share": float(same.mean()), "different_decisions": int((~same).sum())})
     return {"reference": {"engine": ref_device, "workdir": str(reference), "threshold": threshold,
                           "featurize_images_per_s": ref_rate,
-                          "num_boost_round": spec["num_boost_round"], "featurizer_id": spec["featurizer"]["featurizer_id"]},
+                          "num_boost_round": spec["num_boost_round"],
+                          "featurizer_id": spec["featurizer"]["featurizer_id"]},
             "machine": machine.describe("cpu"), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "rows": rows}
 
@@ -66,18 +67,22 @@ def to_markdown(result: dict) -> str:
              f"operating threshold {ref['threshold']:.4f}; {result['created_at']}. The featurize stage ran at "
              f"{ref['featurize_images_per_s']} img/s with the reference engine (separate runs, not interleaved: "
              "see the bench for fair ratios).", "",
-             "| engine | images | featurize img/s | max abs Δ feature | rel L2 median / max | max abs Δp | same decision |",
+             "| engine | images | featurize img/s | max abs Δ feature | rel L2 median / max | max abs Δp "
+             "| same decision |",
              "|---|---:|---:|---:|---|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['engine']} | {r['images']} | {r['featurize_images_per_s']} | {r['feature_max_abs_diff']:.1e} | "
-                     f"{r['feature_rel_l2_median']:.1e} / {r['feature_rel_l2_max']:.1e} | {r['p_fail_max_abs_diff']:.1e} | "
+        lines.append(f"| {r['engine']} | {r['images']} | {r['featurize_images_per_s']} "
+                     f"| {r['feature_max_abs_diff']:.1e} | "
+                     f"{r['feature_rel_l2_median']:.1e} / {r['feature_rel_l2_max']:.1e} "
+                     f"| {r['p_fail_max_abs_diff']:.1e} | "
                      f"{r['same_decision_share']:.2%} ({r['different_decisions']} differ) |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.engine_parity", description=__doc__.splitlines()[0])
-    p.add_argument("--reference", type=Path, required=True, help="workdir featurized (and trained, evaluated) with torch")
+    p.add_argument("--reference", type=Path, required=True,
+                   help="workdir featurized (and trained, evaluated) with torch")
     p.add_argument("--other", type=Path, action="append", required=True, help="workdir featurized with another engine")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

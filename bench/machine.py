@@ -24,7 +24,8 @@ def _cpu_flags() -> list[str]:
     for line in cpuinfo.read_text().splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
-            return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"})
+            wanted = {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"}
+            return sorted(flags & wanted)
     return []
 
 

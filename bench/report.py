@@ -51,7 +51,8 @@ def to_markdown(report: dict) -> str:
     for case, title in CASE_TITLES.items():
         if case not in by_case:
             continue
-        lines += [f"## {title}", "", "| case | median | unit | runs | ratio | vs | note |", "|---|---:|---|---|---:|---|---|"]
+        lines += [f"## {title}", "", "| case | median | unit | runs | ratio | vs | note |",
+                  "|---|---:|---|---|---:|---|---|"]
         for r in by_case[case]:
             runs = ", ".join(_fmt(v) for v in r["runs"])
             ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "–"

@@ -146,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
               "image": "512 px synthetic board JPEG, model input 224 px, MobileNetV2 + LightGBM edge bundle",
               "trees": trees, "latency": stats}
     lines = ["# Service single-image latency (POST /v1/predict, loopback, sequential)", "",
-             f"{result['image']}; {result['created_at']}; load average {load_start} → {result['load_average_at_end']}.", "",
+             f"{result['image']}; {result['created_at']}; "
+             f"load average {load_start} → {result['load_average_at_end']}.", "",
              "| tree | requests | p50 ms | p90 ms | p99 ms | mean ms |", "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {k} | {v['requests']} | {v['p50_ms']:.1f} | {v['p90_ms']:.1f} | {v['p99_ms']:.1f} | {v['mean_ms']:.1f} |"
-              for k, v in stats.items()]
+    lines += [f"| {k} | {v['requests']} | {v['p50_ms']:.1f} | {v['p90_ms']:.1f} | {v['p99_ms']:.1f} "
+              f"| {v['mean_ms']:.1f} |" for k, v in stats.items()]
     stem = args.out / f"service-latency-{datetime.now(UTC):%Y-%m-%d}"
     args.out.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

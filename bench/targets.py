@@ -47,7 +47,8 @@ def evaluate(rows: list[Result], cfg: dict) -> list[dict]:
     mem = [r for r in rows if r.case == "memory"]
     if len(mem) >= 2:
         out.append(_target(f"peak RSS with {mem[-1].params['images'] // mem[0].params['images']}× the images "
-                           f"≤ {MEMORY_GROWTH}× the smaller run", f"{mem[-1].ratio:.2f}×", mem[-1].ratio <= MEMORY_GROWTH))
+                           f"≤ {MEMORY_GROWTH}× the smaller run", f"{mem[-1].ratio:.2f}×",
+                           mem[-1].ratio <= MEMORY_GROWTH))
     return out
 
 

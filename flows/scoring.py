@@ -51,8 +51,8 @@ def scoring_flow(input_spec: str | None = None, model_uri: str | None = None, re
     section = params.section("score", ScoreParams)
     wd = Workdir(params.data.work_dir(workdir))
     source = input_spec or str(params.data.data_dir())
-    summary = score_task(source, model_uri or section.model, resolve_results_url(results_url or section.results_url, wd),
-                         params, wd)
+    results = resolve_results_url(results_url or section.results_url, wd)
+    summary = score_task(source, model_uri or section.model, results, params, wd)
     logger.info("%s v%s: scored %d new of %d images (%d already scored, %d unreadable) → %s",
                 summary["model_name"], summary["model_version"], summary["scored"], summary["images"],
                 summary["already_scored"], len(summary["unreadable"]), summary["results"])

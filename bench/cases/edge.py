@@ -49,8 +49,9 @@ def _build(ctx: Context, paths: list[str], size: int):
                                                "positive_class": "fail", "seed": seed, "threshold": threshold}))
     pyfunc_dir = ctx.scratch / "edge-pyfunc"
     mlflow.pyfunc.save_model(str(pyfunc_dir), python_model=DefectClassifier(), pip_requirements=["defectflow"],
-                             artifacts={k: str(art / f) for k, f in
-                                        (("backbone", "backbone.pt"), ("booster", "booster.txt"), ("spec", "spec.json"))})
+                             artifacts={k: str(art / f) for k, f in (("backbone", "backbone.pt"),
+                                                                     ("booster", "booster.txt"),
+                                                                     ("spec", "spec.json"))})
     graph = build_graph(backbone, booster, rounds, size, spec.dim, threshold)
     bundle = ctx.scratch / "edge-bundle"
     write_bundle(graph.SerializeToString(), dict(

@@ -191,7 +191,8 @@ def where_time_goes(ctx: Context) -> dict:
     on_device = host.to(extractor.device_name)
     out["batch_size"] = bs
     out["host_to_device_ms_per_batch"] = round(1e3 / float(np.median(rate_runs(copy, ctx.repeats, sync=ctx.sync))), 3)
-    model_rate = float(np.median(rate_runs(lambda: len(extractor.forward_uint8(on_device)), ctx.repeats, sync=ctx.sync)))
+    model_rate = float(np.median(rate_runs(lambda: len(extractor.forward_uint8(on_device)), ctx.repeats,
+                                           sync=ctx.sync)))
     out["model_ms_per_image"] = round(1e3 / model_rate, 3)
 
     sources = ctx.images.paths(bs * int(ctx.cfg["profile_batches"]), variant["format"])

@@ -32,8 +32,8 @@ def run(ctx: Context) -> list[Result]:
     for _ in range(ctx.repeats):
         shutil.rmtree(root, ignore_errors=True)
         store = FeatureStore(root, extractor.spec)
-        first += seconds_runs(lambda: store.fill(keys[:n], paths[:n], extractor), 1, sync=ctx.sync)
-        second += seconds_runs(lambda: computed.append(len(store.fill(keys, paths, extractor))), 1, sync=ctx.sync)
+        first += seconds_runs(lambda s=store: s.fill(keys[:n], paths[:n], extractor), 1, sync=ctx.sync)
+        second += seconds_runs(lambda s=store: computed.append(len(s.fill(keys, paths, extractor))), 1, sync=ctx.sync)
     third = seconds_runs(lambda: store.fill(keys, paths, extractor), ctx.repeats)  # nothing new: scan only
     if set(computed) != {new}:
         raise RuntimeError(f"incremental run computed {sorted(set(computed))} vectors, expected {new}")

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 GIT_ID = ["-c", "user.name=defectflow-test", "-c", "user.email=test@defectflow.invalid"]
 # What the plant repository versions: the ingested data, the features and the metrics.
-COMPARED = ["data/demo/labels.csv", "work/demo/features.parquet", "work/demo/metrics/cv.json", "work/demo/manifest.parquet"]
+COMPARED = ["data/demo/labels.csv", "work/demo/features.parquet", "work/demo/metrics/cv.json",
+            "work/demo/manifest.parquet"]
 
 
 def run(cwd: Path, *argv: str, env: dict[str, str]) -> str:

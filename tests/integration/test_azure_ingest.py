@@ -51,7 +51,8 @@ def sha256_tree(root: Path) -> dict[str, str]:
 
 def label_rows(path: Path) -> dict[str, dict[str, str]]:
     with open(path, newline="") as fh:
-        return {r["image"]: {k: r[k] for k in ("label", "captured_at", "board_id", "camera_id")} for r in csv.DictReader(fh)}
+        return {r["image"]: {k: r[k] for k in ("label", "captured_at", "board_id", "camera_id")}
+                for r in csv.DictReader(fh)}
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -173,12 +174,14 @@ def test_hostile_blob_names_are_rejected_and_reported(blob_container, conn_env, 
 
     assert result.returncode == 11, result.stderr
     summary = json.loads(result.stdout)
-    reasons = {r["blob"].replace("/", "\\") if "escape" in r["blob"] else r["blob"]: r["reason"] for r in summary["rejected"]}
+    reasons = {r["blob"].replace("/", "\\") if "escape" in r["blob"] else r["blob"]: r["reason"]
+               for r in summary["rejected"]}
     assert set(reasons) == set(HOSTILE)
     for name, why in HOSTILE.items():
         assert why in reasons[name], (name, reasons[name])
     assert [r["image"] for r in summary["labels"]["rejected_rows"]] == ["../../etc/passwd.png"]
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file() and ".defectflow" not in p.parts)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                     if p.is_file() and ".defectflow" not in p.parts)
     assert written == ["sandbox/data/labels.csv", "sandbox/data/ok/good.png"]
     assert "not ingested" in result.stderr
 
@@ -189,7 +192,10 @@ def test_secret_credentials_never_appear_in_output(azurite, blob_container, came
     sas = azurite.container_sas(blob_container.container_name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE_")}
     env["AZURE_STORAGE_ACCOUNT_URL"] = azurite.account_url
-    env["AZURE_STORAGE_SAS_TOKEN" if mode == "sas" else "AZURE_STORAGE_KEY"] = sas if mode == "sas" else azurite.account_key
+    if mode == "sas":
+        env["AZURE_STORAGE_SAS_TOKEN"] = sas
+    else:
+        env["AZURE_STORAGE_KEY"] = azurite.account_key
     dest, report = tmp_path / "data", tmp_path / "report.json"
     base = ["ingest", "--container", blob_container.container_name, "--prefix", "p/", "--dest", str(dest),
             "--set", f"azure.auth={mode}"]

@@ -51,7 +51,8 @@ def test_dask_training_matches_local(dask_featurized, tmp_path):
     dask, dask_metrics, dask_dir = trained(dask_featurized, tmp_path / "dask", cluster)
 
     split_keys = ("fold", "n_train", "n_fit", "n_val", "n_test")
-    assert [{k: r[k] for k in split_keys} for r in dask["folds"]] == [{k: r[k] for k in split_keys} for r in local["folds"]]
+    assert ([{k: r[k] for k in split_keys} for r in dask["folds"]]
+            == [{k: r[k] for k in split_keys} for r in local["folds"]])
     local_aucs = [f["auc"] for f in local_metrics["folds"]]
     dask_aucs = [f["auc"] for f in dask_metrics["folds"]]
     print(f"\nfold AUC local {local_aucs} dask {dask_aucs}; mean {local_metrics['mean_auc']:.4f} vs "

@@ -69,7 +69,8 @@ def test_registered_model_scores_images_in_a_fresh_process(trained_pipeline, tmp
         "out = m.predict(pd.DataFrame({'image': paths}))\n"
         "raw = m.predict([open(paths[0], 'rb').read()])\n"
         "print(json.dumps({'p': out['fail_probability'].tolist(), 'd': out['decision'].tolist(),\n"
-        "                  'bytes_p': float(raw['fail_probability'][0]), 'defectflow' : 'defectflow' in sys.modules}))\n"
+        "                  'bytes_p': float(raw['fail_probability'][0]), "
+        "'defectflow' : 'defectflow' in sys.modules}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, str(script), json.dumps([str(p) for p in images])], capture_output=True,

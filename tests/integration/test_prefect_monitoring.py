@@ -59,7 +59,8 @@ def champion(trained_pipeline, mlflow_tracking, tmp_path) -> str:
 
     work = tmp_path / "champion_work"
     shutil.copytree(trained_pipeline.workdir, work, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
-    version = register_model(trained_pipeline.data_dir, Workdir(work), fast_params(f"register.model_name={NAME}"))["version"]
+    registered = register_model(trained_pipeline.data_dir, Workdir(work), fast_params(f"register.model_name={NAME}"))
+    version = registered["version"]
     promote(Registry(mlflow_tracking), NAME, version, PromoteParams(), "test")
     return version
 
@@ -109,8 +110,9 @@ def test_scheduled_monitoring_run_alerts_through_webhook_and_starts_retraining(
         print(f"\nscheduled monitoring run: due {run.expected_start_time:%H:%M:%S}, started {lateness:.1f} s late, "
               f"completed {total:.1f} s after it was due (run time {run.total_run_time.total_seconds():.1f} s)")
 
-        monitoring = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking).search_runs(
-            [MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking).get_experiment_by_name("defectflow-monitoring").experiment_id],
+        tracking = MlflowClient(mlflow_tracking, registry_uri=mlflow_tracking)
+        monitoring = tracking.search_runs(
+            [tracking.get_experiment_by_name("defectflow-monitoring").experiment_id],
             order_by=["start_time DESC"], max_results=1)[0]
         auc = monitoring.data.metrics["auc"]
         assert monitoring.data.tags["verdict"] == "below_threshold" and auc < 0.90
@@ -135,7 +137,8 @@ def wait_for_completed_scheduled_run(deployment_id, worker: ServiceProcess):
 
     def finished() -> bool:
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
         final[:] = [r for r in runs if r.auto_scheduled and r.state and r.state.is_final()]
         return bool(final)
 

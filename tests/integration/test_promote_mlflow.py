@@ -26,7 +26,8 @@ NAME = "promote-it"
 
 
 def promote_cli(data, work, *extra: str) -> int:
-    return main(["promote", "--data", str(data), "--workdir", str(work), "--set", f"register.model_name={NAME}", *extra])
+    return main(["promote", "--data", str(data), "--workdir", str(work), "--set", f"register.model_name={NAME}",
+                 *extra])
 
 
 def test_promotion_refusal_history_and_rollback(trained_pipeline, mlflow_tracking, tmp_path, capsys):
@@ -60,7 +61,8 @@ def test_promotion_refusal_history_and_rollback(trained_pipeline, mlflow_trackin
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
     v2 = client.get_model_version(NAME, "2")
     assert v2.tags["promotion.decision"] == "refused"
-    assert "champion_window_auc" in v2.tags["promotion.metrics"] and "challenger_window_auc" in v2.tags["promotion.metrics"]
+    assert "champion_window_auc" in v2.tags["promotion.metrics"]
+    assert "challenger_window_auc" in v2.tags["promotion.metrics"]
     assert v2.tags["promotion.decided_by"].startswith("cli:")
 
     # Any difference tolerated → promoted; stages follow (v1 archived), challenger alias consumed.
@@ -104,7 +106,8 @@ def test_version_without_passed_gate_is_never_promoted(trained_pipeline, mlflow_
     ungated = client.copy_model_version(f"models:/{name}/{gated['version']}", name)
     client.set_model_version_tag(name, ungated.version, "gate_passed", "false")
 
-    code = main(["promote", "--version", ungated.version, "--workdir", str(work), "--set", f"register.model_name={name}"])
+    code = main(["promote", "--version", ungated.version, "--workdir", str(work),
+                 "--set", f"register.model_name={name}"])
     assert code == 6
     assert Registry(mlflow_tracking).champion(name) is None
     assert client.get_model_version(name, ungated.version).tags["promotion.decision"] == "refused"

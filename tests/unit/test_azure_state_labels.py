@@ -53,7 +53,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_merge_keeps_existing_rows_updates_changed_ones_and_holds_back_missing_images(tmp_path):
     for name in ("a.png", "b.png", "c.png"):
         (tmp_path / name).write_bytes(b"img")
-    (tmp_path / "labels.csv").write_text("image,label,captured_at,note\na.png,pass,2026-01-01,kept\nb.png,pass,2026-01-02,x\n")
+    (tmp_path / "labels.csv").write_text("image,label,captured_at,note\n"
+                                         "a.png,pass,2026-01-01,kept\nb.png,pass,2026-01-02,x\n")
     counts = merge_labels(tmp_path, [
         {"image": "b.png", "label": "fail", "captured_at": "2026-01-02"},   # corrected upstream
         {"image": "c.png", "label": "pass", "captured_at": "2026-01-03", "board_id": "B1"},

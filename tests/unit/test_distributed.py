@@ -46,7 +46,8 @@ def test_shards_depend_on_content_not_on_row_order():
     shards = plan_shards(shas, paths, 2)
     assert [len(s) for s, _ in shards] == [2, 2, 1]
     assert [s for shard, _ in shards for s in shard] == sorted(shas)
-    assert all(dict(zip(shas, paths))[s] == p for shard, ps in shards for s, p in zip(shard, ps))
+    path_of = dict(zip(shas, paths, strict=True))
+    assert all(path_of[s] == p for shard, ps in shards for s, p in zip(shard, ps, strict=True))
     assert plan_shards(shas[::-1], paths[::-1], 2) == shards
 
 

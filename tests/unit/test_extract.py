@@ -45,7 +45,8 @@ def backbone():
 
 def _extractor(backbone, **kw) -> FeatureExtractor:
     model, spec = backbone
-    return FeatureExtractor(model, spec, device="cpu", batch_size=kw.pop("batch_size", 3), num_workers=kw.pop("num_workers", 0), **kw)
+    return FeatureExtractor(model, spec, device="cpu", batch_size=kw.pop("batch_size", 3),
+                            num_workers=kw.pop("num_workers", 0), **kw)
 
 
 def _reference(backbone, paths: list[str]) -> np.ndarray:

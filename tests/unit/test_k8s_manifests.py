@@ -98,15 +98,18 @@ def test_workloads_wire_up_consistently():
                     action = c[probe].get("httpGet") or c[probe].get("tcpSocket")
                     assert action["port"] in {p["name"] for p in c["ports"]}
     pod_labels = docs[("Deployment", "defectflow-service")]["spec"]["template"]["metadata"]["labels"]
-    assert docs[("PodDisruptionBudget", "defectflow-service")]["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    pdb_selector = docs[("PodDisruptionBudget", "defectflow-service")]["spec"]["selector"]["matchLabels"]
+    assert pdb_selector.items() <= pod_labels.items()
     hpa = docs[("HorizontalPodAutoscaler", "defectflow-service")]
-    assert (hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"]) == ("Deployment", "defectflow-service")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "defectflow-service")
 
     config = docs[("ConfigMap", "defectflow-config")]["data"]
     for spec in pod_specs(docs):
         volumes = {v["name"]: v for v in spec["volumes"]}
         for c in spec["containers"]:
-            assert {"cpu", "memory"} <= c["resources"]["requests"].keys() and {"cpu", "memory"} <= c["resources"]["limits"].keys()
+            assert {"cpu", "memory"} <= c["resources"]["requests"].keys()
+            assert {"cpu", "memory"} <= c["resources"]["limits"].keys()
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert {m["name"] for m in c["volumeMounts"]} <= volumes.keys()
             for env in c.get("env", []):
@@ -170,5 +173,6 @@ def test_kustomize_build_output_is_valid():
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "defectflow"
     images = {c["image"] for d in docs if d["kind"] in ("Deployment", "CronJob")
-              for c in (d["spec"].get("template") or d["spec"]["jobTemplate"]["spec"]["template"])["spec"]["containers"]}
+              for c in (d["spec"].get("template")
+                        or d["spec"]["jobTemplate"]["spec"]["template"])["spec"]["containers"]}
     assert all(i.startswith("defectflowacr.azurecr.io/") for i in images)

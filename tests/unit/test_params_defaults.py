@@ -81,7 +81,7 @@ def test_data_section_is_typed_with_one_default():
     assert DataParams().data_dir() == Path("data/demo") and DataParams().work_dir() == Path("work/demo")
     assert DataParams().data_dir("elsewhere") == Path("elsewhere")
     with pytest.raises(ConfigError, match="unknown key.*'data': folder"):
-        Params({"data": {"folder": "x"}}).data
+        _ = Params({"data": {"folder": "x"}}).data
     with pytest.raises(DataFolderMissingError, match="no data folder: pass --data DIR or set data.dir"):
         DataParams(dir=None).data_dir()
 

@@ -46,7 +46,8 @@ def safe_relative_path(name: str, prefix: str = "") -> PurePosixPath:
     rel = name[len(prefix):]
     if not rel:
         raise UnsafeBlobName("empty name")
-    bad = sorted({f"U+{ord(ch):04X}" for ch in rel if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}})
+    unsafe_categories = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+    bad = sorted({f"U+{ord(ch):04X}" for ch in rel if unicodedata.category(ch) in unsafe_categories})
     if bad:
         raise UnsafeBlobName(f"control/format characters {', '.join(bad)}")
     if unicodedata.normalize("NFKC", rel) != rel:

@@ -3,12 +3,12 @@
 Secrets come only from the environment (never params.yaml, never the command line, so they do
 not land in shell history, DVC-tracked files or MLflow params):
 
-| mode                | environment                                                        |
-|---------------------|--------------------------------------------------------------------|
-| `connection_string` | AZURE_STORAGE_CONNECTION_STRING                                    |
-| `account_key`       | AZURE_STORAGE_ACCOUNT_URL + AZURE_STORAGE_KEY (+ AZURE_STORAGE_ACCOUNT if the URL does not name it) |
-| `sas`               | AZURE_STORAGE_ACCOUNT_URL + AZURE_STORAGE_SAS_TOKEN                |
-| `default`           | AZURE_STORAGE_ACCOUNT_URL; DefaultAzureCredential (managed/workload identity on AKS, az login, ...) |
+| mode                | environment                                                                                    |
+|---------------------|------------------------------------------------------------------------------------------------|
+| `connection_string` | AZURE_STORAGE_CONNECTION_STRING                                                                |
+| `account_key`       | AZURE_STORAGE_ACCOUNT_URL + AZURE_STORAGE_KEY (+ AZURE_STORAGE_ACCOUNT if the URL lacks it)    |
+| `sas`               | AZURE_STORAGE_ACCOUNT_URL + AZURE_STORAGE_SAS_TOKEN                                            |
+| `default`           | AZURE_STORAGE_ACCOUNT_URL; DefaultAzureCredential (AKS managed/workload identity, az login...) |
 
 `auto` (the default) picks the first mode whose variables are set, in the order above. The
 account URL is not a secret and may also come from params (`azure.account_url`).

@@ -124,7 +124,8 @@ def ingest_from_blob(
         "state_file": str(state.path),
     }
     log.info("ingest %s/%s → %s: %d downloaded, %d adopted, %d unchanged, %d rejected, %d failed",
-             container, prefix, dest, summary["downloaded"], summary["adopted"], unchanged, len(rejected), len(outcome["failed"]))
+             container, prefix, dest, summary["downloaded"], summary["adopted"], unchanged, len(rejected),
+             len(outcome["failed"]))
     return summary
 
 
@@ -147,7 +148,8 @@ def _plan(source: BlobSource, container: str, dest: Path, state: IngestState,
     unchanged = skipped = 0
     for entry in source.list():
         basename = entry.name.rsplit("/", 1)[-1]
-        kind = "labels" if basename == params.labels_blob_name else "image" if basename.lower().endswith(extensions) else None
+        kind = ("labels" if basename == params.labels_blob_name
+                else "image" if basename.lower().endswith(extensions) else None)
         if kind is None:
             skipped += 1
             continue

@@ -83,7 +83,8 @@ def merge_labels(dest: Path, incoming: Iterable[dict[str, str]]) -> dict[str, An
     changed = not target.exists() or target.read_text(encoding="utf-8-sig") != text
     if changed and merged:
         write_text(target, text)
-    return {"rows": len(merged), "added": added, "updated": updated, "pending": pending, "written": changed and bool(merged)}
+    return {"rows": len(merged), "added": added, "updated": updated, "pending": pending,
+            "written": changed and bool(merged)}
 
 
 def _render(columns: list[str], rows: Iterable[dict[str, str]]) -> str:

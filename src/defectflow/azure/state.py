@@ -88,7 +88,8 @@ def exclusive_lock(dest: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IngestStateError(f"another ingest is writing into {dest} (lock {lock_path}); wait for it to finish") from None
+            raise IngestStateError(f"another ingest is writing into {dest} (lock {lock_path}); "
+                                   "wait for it to finish") from None
         yield
     finally:
         os.close(fd)

@@ -26,13 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "--rollback returns to the previous champion; --history lists every decision.")
     add_run_args(p)
     action = p.add_mutually_exclusive_group()
-    action.add_argument("--version", help="registered version to promote (default: the one in <workdir>/registered.json)")
+    action.add_argument("--version",
+                        help="registered version to promote (default: the one in <workdir>/registered.json)")
     action.add_argument("--rollback", action="store_true", help="return the champion alias to the previous champion")
     action.add_argument("--history", action="store_true", help="print every promotion, refusal and rollback")
     p.add_argument("--name", help="registered model name (default: params register.model_name)")
     p.set_defaults(func=run_promote)
 
-    p = sub.add_parser("monitor", help="score the champion on images labelled since it was trained; alert below alerts.min_auc",
+    p = sub.add_parser("monitor",
+                       help="score the champion on images labelled since it was trained; alert below alerts.min_auc",
                        description="Validates --data, scores the champion on valid labelled images captured after its "
                                    "training data, logs the AUC to MLflow and (with PREFECT_API_URL set) emits Prefect "
                                    f"events. Exit code {int(ExitCode.AUC_ALERT)} when the AUC is below alerts.min_auc.")
@@ -42,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("automations", help="Prefect automations shipped with defectflow")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     a = verbs.add_parser("apply", help="create or update the AUC alert automation on the Prefect server (idempotent)")
-    a.add_argument("--file", type=Path, default=None, help="automation definition (default: automations/auc-alert.yaml)")
+    a.add_argument("--file", type=Path, default=None,
+                   help="automation definition (default: automations/auc-alert.yaml)")
     a.add_argument("--webhook-url", default=os.environ.get("DEFECTFLOW_ALERT_WEBHOOK_URL"),
                    help="create/overwrite the webhook notification block with this URL "
                         "(default $DEFECTFLOW_ALERT_WEBHOOK_URL; omit to keep an existing block)")
@@ -117,7 +120,8 @@ def run_monitor(args: argparse.Namespace) -> int:
         raise DataFolderMissingError("pass --data DIR: the folder of newly labelled images to judge the champion on")
     registry = registry_client(params, workdir)
     result = monitor_champion(data_dir, workdir.monitoring, params, registry.tracking_uri)
-    sent = emit_monitoring_events(result, params.section("alerts", AlertsParams)) if os.environ.get("PREFECT_API_URL") else []
+    sent = (emit_monitoring_events(result, params.section("alerts", AlertsParams))
+            if os.environ.get("PREFECT_API_URL") else [])
     auc = "n/a" if result.auc is None else f"{result.auc:.4f}"
     emit(args, {**result.as_dict(), "events": sent},
          f"{result.model_name} v{result.model_version}: AUC {auc} on {result.n} images labelled since {result.since} "

@@ -53,7 +53,8 @@ def render_run(summary: dict) -> str:
                       f"({feat['n_cached']} from cache)")
     reg = summary.get("register", {})
     if reg.get("version"):
-        console.print(f"registered {reg['model_name']} version {reg['version']} (alias challenger), run {reg['run_id']}")
+        console.print(f"registered {reg['model_name']} version {reg['version']} (alias challenger), "
+                      f"run {reg['run_id']}")
     workdir = summary["workdir"]
     console.print(f"plots: {workdir}/plots/*.png   metrics: {workdir}/metrics/cv.json   "
                   f"validation: {workdir}/reports/")

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_args(p, data=False)
     p.add_argument("--results", help="results database URL (as for `score`)")
     p.add_argument("--images", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder thumbnails may be read from (repeatable; default: params data.dir + dashboard.image_roots)")
+                   help="folder thumbnails may be read from "
+                        "(repeatable; default: params data.dir + dashboard.image_roots)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"port (default {DEFAULT_DASHBOARD_PORT})")
     p.set_defaults(func=run_dashboard)
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_args(p, data=False)
     p.add_argument("--results", help="results database URL (as for `score`)")
     p.add_argument("--out", type=Path, required=True, help="labels.csv to write (atomically)")
-    p.add_argument("--source", help="input folder / blob prefix the images belong to (needed when reviews span several)")
+    p.add_argument("--source",
+                   help="input folder / blob prefix the images belong to (needed when reviews span several)")
     p.add_argument("--only-corrections", action="store_true",
                    help="only images where the operator disagreed with the model (default: every reviewed image)")
     p.set_defaults(func=run_export_labels)
@@ -113,7 +115,8 @@ def run_export_labels(args: argparse.Namespace) -> int:
             summary = export_labels(session, args.out, source=args.source, only_corrections=args.only_corrections)
     finally:
         engine.dispose()
-    note = (f"; {summary.without_captured_at} rows lack captured_at (validation will quarantine them until it is filled in)"
+    note = (f"; {summary.without_captured_at} rows lack captured_at "
+            "(validation will quarantine them until it is filled in)"
             if summary.without_captured_at else "")
     emit(args, {**summary.__dict__, "out": str(args.out)},
          f"wrote {summary.rows} labels ({summary.corrections} corrections) from {summary.source} to {args.out}{note}")

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", type=Path, help="edge bundle folder (default $DEFECTFLOW_MODEL_DIR)")
     p.add_argument("--host", help="bind address (default $DEFECTFLOW_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default $DEFECTFLOW_PORT, else 8080)")
-    p.add_argument("--no-auth", action="store_true", help="serve predictions without an API key (trusted networks only)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve predictions without an API key (trusted networks only)")
     p.add_argument("--write-openapi", type=Path, metavar="FILE", help="write the OpenAPI document to FILE and exit")
     p.set_defaults(func=run_serve)
 

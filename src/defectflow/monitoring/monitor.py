@@ -100,6 +100,7 @@ def monitor_champion(data_dir: Path, workdir: Workdir, params: Params, tracking_
         mlflow.set_tags({"model_name": name, "model_version": champion.version, "verdict": verdict,
                          "since": since.isoformat(), "data_dir": str(data_dir)})
         mlflow.log_params({"min_auc": alerts.min_auc, "min_count": alerts.min_count})
-        mlflow.log_metrics({"n_labelled": len(rows), "n_fail": sum(labels), **({"auc": auc} if auc is not None else {})})
+        mlflow.log_metrics({"n_labelled": len(rows), "n_fail": sum(labels),
+                            **({"auc": auc} if auc is not None else {})})
     return MonitoringResult(name, str(champion.version), verdict, auc, len(rows), sum(labels), alerts.min_auc,
                             alerts.min_count, since.isoformat(), run.info.run_id)

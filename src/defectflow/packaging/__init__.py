@@ -1,1 +1,2 @@
-"""Container packaging: the Debian base image and the service image, built, smoke-tested and pushed with the Docker SDK."""
+"""Container packaging: the Debian base image and the service image, built, smoke-tested and pushed with
+the Docker SDK."""

@@ -172,7 +172,8 @@ def _wheelhouse(target: Path, cache_root: Path, requirements: Path = SERVING_REQ
         # Build from a copy: an in-tree build would leave build/ and egg-info in the checkout.
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(REPO_ROOT / name, Path(src) / name)
-        shutil.copytree(REPO_ROOT / "src", Path(src) / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(REPO_ROOT / "src", Path(src) / "src",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(target), src)
     shutil.copy(requirements, target / "requirements.txt")
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -260,7 +260,7 @@ def _api_router() -> APIRouter:
 
     @router.post("/predict", response_model=Prediction, dependencies=[Depends(require_api_key)],
                  responses={**ERRORS, **NO_ANOMALY_HEAD})
-    async def predict(request: Request, file: UploadFile = File(..., description="one PNG/JPEG/BMP/TIFF image"),
+    async def predict(request: Request, file: Annotated[UploadFile, File(description="one PNG/JPEG/BMP/TIFF image")],
                       explain: bool = Query(False, description="also return the anomaly score and a PNG overlay of "
                                             "the anomaly map (409 when the model has no anomaly head)")) -> Prediction:
         """Score one image (multipart field `file`); with `explain=true`, say where it looks unusual."""
@@ -288,7 +288,8 @@ def _api_router() -> APIRouter:
     @router.post("/predict/batch", response_model=BatchPrediction, dependencies=[Depends(require_api_key)],
                  responses=ERRORS)
     async def predict_batch(request: Request,
-                            files: list[UploadFile] = File(..., description="several images, field `files`")) -> BatchPrediction:
+                            files: Annotated[list[UploadFile], File(description="several images, field `files`")],
+                            ) -> BatchPrediction:
         """Score several images in one graph run; an unusable image is reported in its slot, the rest are scored."""
         model = request.app.state.model_slot.require()
         limit = request.app.state.settings.max_batch

@@ -41,7 +41,8 @@ CAMERAS: tuple[CameraProfile, ...] = (
     CameraProfile("cam-3", (0.94, 1.00, 1.08), 1.06, 0.95, 1.8, 0.96, -0.8, (-1.5, 1.0), 0.0, (2.5, -1.5), 0.08),
 )
 # the replacement station of the "camera" drift: closer, turned, noisier, softer
-DRIFT_CAMERA = CameraProfile("cam-9", (1.02, 0.94, 1.12), 0.86, 1.15, 6.5, 1.22, 7.0, (6.0, -4.0), 0.7, (0.0, 3.0), 0.30)
+DRIFT_CAMERA = CameraProfile("cam-9", (1.02, 0.94, 1.12), 0.86, 1.15, 6.5, 1.22, 7.0, (6.0, -4.0), 0.7, (0.0, 3.0),
+                             0.30)
 
 
 def lighting_drift(camera: CameraProfile) -> CameraProfile:

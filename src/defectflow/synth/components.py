@@ -158,7 +158,8 @@ def draw_pad(canvas: Canvas, f: Frame, pad: Pad, finish, solder_volume: float, r
         f.rect(canvas, pad.lx, pad.ly, w * 0.9, h * 0.9, palette.SOLDER_PASTE, soft=1.2)
 
 
-def draw_part(canvas: Canvas, f: Frame, part: PartType, rng: np.random.Generator, shadow_dir: tuple[float, float]) -> None:
+def draw_part(canvas: Canvas, f: Frame, part: PartType, rng: np.random.Generator,
+              shadow_dir: tuple[float, float]) -> None:
     """Shadow, metal leads/terminations, then the body and its markings, all in frame `f`."""
     sx, sy = shadow_dir
     f.moved(sx, sy).rect(canvas, 0, 0, part.body[0] + 2, part.body[1] + 2, palette.SHADOW, alpha=0.35, soft=3.0)

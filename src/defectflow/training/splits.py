@@ -58,7 +58,8 @@ def _check_fold(k: int, train_idx: np.ndarray, test_idx: np.ndarray, y: np.ndarr
                 min_train: int, min_test: int, n_folds: int) -> None:
     advice = f"add labelled images or lower train.n_folds (now {n_folds}) / train.min_train / train.min_test"
     if len(train_idx) < min_train:
-        raise DefectflowError(f"fold {k}: only {len(train_idx)} training images (train.min_train={min_train}); {advice}")
+        raise DefectflowError(f"fold {k}: only {len(train_idx)} training images (train.min_train={min_train}); "
+                              f"{advice}")
     if len(test_idx) < min_test:
         raise DefectflowError(f"fold {k}: only {len(test_idx)} test images (train.min_test={min_test}); {advice}")
     for name, idx in (("training", train_idx), ("test", test_idx)):

@@ -40,20 +40,25 @@ def build_expectations(params: ValidateParams, now: datetime) -> list[tuple[str,
 
     ex = gx.expectations
     latest = now + timedelta(minutes=params.max_future_minutes)
-    pairs: list[tuple[str, Any]] = [("schema", ex.ExpectTableColumnsToMatchSet(column_set=list(MANIFEST_COLUMNS), exact_match=True))]
+    pairs: list[tuple[str, Any]] = [
+        ("schema", ex.ExpectTableColumnsToMatchSet(column_set=list(MANIFEST_COLUMNS), exact_match=True)),
+    ]
     pairs += [("not_null", ex.ExpectColumnValuesToNotBeNull(column=c)) for c in NOT_NULL_COLUMNS]
     pairs += [
         # Column-map expectations skip nulls, so unlabelled rows pass this one.
         ("labels", ex.ExpectColumnValuesToBeInSet(column="label", value_set=list(LABELS))),
         ("timestamps", ex.ExpectColumnMaxToBeBetween(column="captured_at", max_value=pd.Timestamp(latest))),
         ("duplicates", ex.ExpectCompoundColumnsToBeUnique(column_list=["sha256", "label"])),
-        ("sizes", ex.ExpectColumnValuesToBeBetween(column="width", min_value=params.min_side, max_value=params.max_side)),
-        ("sizes", ex.ExpectColumnValuesToBeBetween(column="height", min_value=params.min_side, max_value=params.max_side)),
+        ("sizes", ex.ExpectColumnValuesToBeBetween(column="width", min_value=params.min_side,
+                                                   max_value=params.max_side)),
+        ("sizes", ex.ExpectColumnValuesToBeBetween(column="height", min_value=params.min_side,
+                                                   max_value=params.max_side)),
         ("sizes", ex.ExpectColumnValuesToBeBetween(column="bytes", min_value=1)),
     ]
     # "At least min_class_share of the labelled rows are <label>": `mostly` is computed over
     # non-null values, i.e. over labelled rows only.
-    pairs += [(CLASS_BALANCE, ex.ExpectColumnValuesToBeInSet(column="label", value_set=[label], mostly=params.min_class_share))
+    pairs += [(CLASS_BALANCE, ex.ExpectColumnValuesToBeInSet(column="label", value_set=[label],
+                                                             mostly=params.min_class_share))
               for label in LABELS]
     return pairs
 

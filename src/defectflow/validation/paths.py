@@ -30,7 +30,8 @@ def resolve_image_path(root: Path, raw: str) -> ResolvedPath:
     text = raw.replace("\\", "/")
     rel = PurePosixPath(text)
     if rel.is_absolute() or PureWindowsPath(raw).drive:
-        return ResolvedPath(raw, None, Reason.PATH_ESCAPE, "absolute path; labels.csv paths are relative to the data folder")
+        return ResolvedPath(raw, None, Reason.PATH_ESCAPE,
+                            "absolute path; labels.csv paths are relative to the data folder")
     if ".." in rel.parts:
         return ResolvedPath(raw, None, Reason.PATH_ESCAPE, "path contains '..'")
     relative = rel.as_posix()

@@ -43,6 +43,7 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.UNKNOWN_LABEL: "the label is not pass, fail or empty",
     Reason.BAD_TIMESTAMP: "captured_at is missing or not ISO-8601",
     Reason.FUTURE_TIMESTAMP: "captured_at is later than now + validate.max_future_minutes",
-    Reason.DUPLICATE_CONFLICTING_LABELS: "identical content (sha256) appears with different labels: every copy is quarantined",
+    Reason.DUPLICATE_CONFLICTING_LABELS: "identical content (sha256) appears with different labels: "
+                                         "every copy is quarantined",
     Reason.DUPLICATE_CONTENT: "identical content (sha256) already kept from an earlier capture",
 }

@@ -81,7 +81,8 @@ _TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined
 </style></head><body>
 <h1>Data validation · Great Expectations suite <code>{{ suite_name }}</code></h1>
 <p class="summary">
- <span>Result: {% if success %}<span class="ok">all expectations met</span>{% else %}<span class="bad">expectations failed</span>{% endif %}</span>
+ <span>Result: {% if success %}<span class="ok">all expectations met</span>{% else %}\
+<span class="bad">expectations failed</span>{% endif %}</span>
  <span>{{ stats.successful_expectations }} / {{ stats.evaluated_expectations }} met</span>
  <span>GX {{ version }}</span><span>validated {{ validated_at }}</span>
 </p>
@@ -93,7 +94,8 @@ their reasons are in <code>validation.json</code>; the raw result is in <code>{{
 <td><code>{{ r.kwargs | tojson }}</code></td>
 <td>{% if r.success %}<span class="ok">yes</span>{% else %}<span class="bad">no</span>{% endif %}</td>
 <td>{{ r.observed_value if r.observed_value is not none else "" }}</td>
-<td>{% if r.unexpected_count is not none %}{{ r.unexpected_count }} of {{ r.element_count }}{% endif %}{% if r.error %}<br>error: {{ r.error }}{% endif %}</td>
+<td>{% if r.unexpected_count is not none %}{{ r.unexpected_count }} of {{ r.element_count }}{% endif %}\
+{% if r.error %}<br>error: {{ r.error }}{% endif %}</td>
 <td>{% for e in r.unexpected_examples %}<code>{{ e }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
 {% endfor %}</tbody></table></body></html>
 """)
