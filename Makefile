@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DATA ?= data/demo
 WORKDIR ?= work/demo
 
-.PHONY: setup system-deps demo flow drift-demo test test-unit test-integration bench quality clean
+.PHONY: setup system-deps demo flow drift-demo lint test test-unit test-integration bench quality clean
 
 setup: $(STAMP)
 
@@ -47,9 +47,15 @@ drift-demo: setup
 # (python3-venv) goes first so the two never run apt at the same time. --durations: where CI time goes.
 INTEGRATION_ARGS := --durations=25
 
+# ruff and the gradual mypy (both configured in pyproject.toml); make test runs it before the tests.
+lint: setup
+	$(BIN)/ruff check src flows bench tests
+	$(BIN)/mypy
+
 test:
 	bash scripts/install-system-deps.sh base
 	$(MAKE) --no-print-directory -j2 setup system-deps
+	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -m "not integration" tests
 	$(BIN)/pytest -m integration $(INTEGRATION_ARGS) tests
 

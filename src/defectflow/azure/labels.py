@@ -34,7 +34,8 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), [dict(r) for r in reader]
 
 
-def rows_from_label_csv(staged: Path, csv_rel: PurePosixPath) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def rows_from_label_csv(staged: Path,
+                        csv_rel: PurePosixPath) -> tuple[list[dict[str, str]], list[dict[str, object]]]:
     """Rows of a staged labels.csv blob with `image` rewritten relative to DEST; unsafe paths rejected."""
     _, rows = read_rows(staged)
     good, rejected = [], []

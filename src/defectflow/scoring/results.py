@@ -9,7 +9,7 @@ re-run, or two runs racing, can never write the same score twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ def scored_hashes(session: Session, model_name: str, model_version: str, hashes:
     return found
 
 
-def insert_scores(session: Session, rows: list[Mapping[str, Any]]) -> int:
+def insert_scores(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert rows, silently skipping any that a concurrent run already wrote; returns rows written."""
     if not rows:
         return 0
