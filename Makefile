@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/defectflow synth --out $(DATA)
 	$(BIN)/defectflow pipeline --data $(DATA) --workdir $(WORKDIR)
 
-# The training flow once, on Prefect's ephemeral API (docs/operate.md).
+# The training flow once, on Prefect's ephemeral API (docs/orchestration.md).
 flow: setup
 	test -f $(DATA)/labels.csv || $(BIN)/defectflow synth --out $(DATA)
 	$(BIN)/python flows/training.py --data $(DATA) --workdir $(WORKDIR)

@@ -10,7 +10,7 @@
 # printed and `defectflow monitor` exits 8 on an alert. MLflow: a SQLite store in OUT_DIR
 # unless MLFLOW_TRACKING_URI is set.
 #
-# Size (the figures in docs/operate.md come from the defaults; tests/integration/test_drift_demo.py runs a
+# Size (the figures in docs/orchestration.md come from the defaults; tests/integration/test_drift_demo.py runs a
 # smaller copy): DRIFT_DEMO_N="BEFORE AFTER LATER" image counts (default "1200 700 150") and DRIFT_DEMO_SET,
 # space-separated KEY=VALUE overrides given to every command (e.g. "synth.image_size=64 featurize.image_size=64").
 set -euo pipefail

@@ -2,7 +2,7 @@
 judged on images taken after a lighting change falls below alerts.min_auc (the alert), the model
 retrained on old + new images is promoted, and on a later week the new champion is back above it.
 
-Size: 600 / 300 / 120 images instead of 1200 / 700 / 150 (docs/operate.md quotes the full run), at
+Size: 600 / 300 / 120 images instead of 1200 / 700 / 150 (docs/orchestration.md quotes the full run), at
 the synthetic images' own 160 px: about 2 min of CPU (334 s wall on the shared 2-core VM at load 6). With half the
 training images the early CV folds train on 120-360 images and reach a mean AUC near 0.85 (measured:
 0.848 and 0.858), below the shipped 0.90 gate that test_demo_gate holds the 1200-image demo to; the

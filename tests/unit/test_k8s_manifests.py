@@ -15,7 +15,7 @@ K8S_DIR = Path(__file__).resolve().parents[2] / "infra" / "k8s"
 BASE = K8S_DIR / "base"
 KUBERNETES_VERSION = "1.31"  # AKS's default minor at the time of writing
 SECRET_NAME = "defectflow-secrets"
-SECRET_KEYS = {"api-key", "results-url", "mlflow-tracking-uri", "storage-connection-string"}  # docs/operations.md
+SECRET_KEYS = {"api-key", "results-url", "mlflow-tracking-uri", "storage-connection-string"}  # docs/scoring.md
 
 
 def load_documents(path: Path) -> list[dict]:
