@@ -12,8 +12,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                  ["evaluate.threshold_method=empirical", "evaluate.recall_margin=0.02"]),
     "res300": ("frozen MobileNetV2 at ELPV's native 300 px", ["featurize.image_size=300"]),
     "min_rounds0": ("baseline without the early-stopping floor (train.min_rounds=0)", ["train.min_rounds=0"]),
+    "refit": ("baseline, each fold refit on its whole training window with the early-stopped rounds",
+              ["train.fold_refit=true"]),
+    "res300_refit": ("frozen at 300 px, folds refit on their whole window",
+                     ["featurize.image_size=300", "train.fold_refit=true"]),
     "finetune160": ("MobileNetV2 fine-tuned per fold at 160 px (features at 224 px)",
                     ["featurize.mode=finetune", "featurize.finetune.image_size=160"]),
+    "finetune160_refit": ("fine-tuned at 160 px, folds refit on their whole window",
+                          ["featurize.mode=finetune", "featurize.finetune.image_size=160", "train.fold_refit=true"]),
     "finetune224": ("MobileNetV2 fine-tuned per fold at 224 px", ["featurize.mode=finetune"]),
 }
 

@@ -14,7 +14,8 @@ from tests.fixtures.pipeline import fast_params
 
 pytestmark = pytest.mark.integration
 FINETUNE = ["featurize.mode=finetune", "featurize.image_size=32", "featurize.finetune.epochs=1",
-            "featurize.finetune.batch_size=16", "train.n_folds=2", "train.min_rounds=10"]
+            "featurize.finetune.batch_size=16", "featurize.finetune.min_rows=0", "train.n_folds=2",
+            "train.min_rounds=10"]
 PARITY_ATOL = 1e-5
 
 

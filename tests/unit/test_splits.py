@@ -68,11 +68,13 @@ def test_inner_validation_is_the_newest_part_of_the_window():
     assert not set(meta["board_id"].iloc[fit]) & set(meta["board_id"].iloc[val])
 
 
-def test_nothing_from_a_test_window_reaches_its_fold_model():
+@pytest.mark.parametrize("fold_refit", [False, True])
+def test_nothing_from_a_test_window_reaches_its_fold_model(fold_refit):
     """Scramble every label and feature inside fold k's test window and later: fold k's
-    out-of-fold predictions must not change by a single bit."""
+    out-of-fold predictions must not change by a single bit (also when each fold is refit on its
+    whole training window, train.fold_refit)."""
     meta, X, y = _frame()
-    params = TrainParams(n_folds=3, min_train=20, min_test=20, early_stopping_rounds=10,
+    params = TrainParams(n_folds=3, min_train=20, min_test=20, early_stopping_rounds=10, fold_refit=fold_refit,
                          lgbm={"n_estimators": 60, "num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 5})
     folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=3)
     baseline, _ = cross_validate(meta, X, y, folds, params, seed=1)
@@ -181,7 +183,7 @@ def test_finetuned_fold_features_come_only_from_the_fold_training_window(tmp_pat
     fold = folds[0]
     meta2, y2 = _image_frame(tmp_path / "b", n, seed=2, future_from=int(fold.test_idx.min()))
     featurize = FeaturizeParams(weights="none", image_size=16, batch_size=16, num_workers=0, mode="finetune",
-                                finetune={"epochs": 1, "batch_size": 10, "val_fraction": 0.25})
+                                finetune={"epochs": 1, "batch_size": 10, "val_fraction": 0.25, "min_rows": 0})
 
     def run(meta_, data, work):
         record = {"params": dataclasses.asdict(featurize), "seed": 3, "data_dir": str(tmp_path / data)}
@@ -201,6 +203,47 @@ def test_finetuned_fold_features_come_only_from_the_fold_training_window(tmp_pat
     keys = [weights_key("mobilenet_v2", "none", 16, ft, 3, labelled_rows(m.iloc[folds[1].train_idx], tmp_path / d))
             for m, d in ((meta, "a"), (meta2, "b"))]
     assert keys[0] != keys[1]
+
+
+def test_a_window_under_finetune_min_rows_keeps_the_frozen_features(tmp_path):
+    """A training window with fewer rows than featurize.finetune.min_rows is not fine-tuned: the
+    fold gets the frozen backbone's features, and folds.json says so (no weights file, 0 rows)."""
+    import dataclasses
+
+    from defectflow.features.backbones import build_backbone
+    from defectflow.features.extract import FeatureExtractor
+    from defectflow.features.tuned import FoldFeaturizer
+    from defectflow.params import FeaturizeParams
+    from defectflow.workdir import Workdir
+
+    meta, y = _image_frame(tmp_path / "a", 40, seed=1)
+    fold = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=2)[0]
+    featurize = FeaturizeParams(weights="none", image_size=16, batch_size=16, num_workers=0, mode="finetune",
+                                finetune={"epochs": 1, "min_rows": len(fold.train_idx) + 1})
+    record = {"params": dataclasses.asdict(featurize), "seed": 3, "data_dir": str(tmp_path / "a")}
+    X, info = FoldFeaturizer(record, meta, Workdir(tmp_path / "w"), progress=False)(fold)
+    assert info == {"finetuned_weights": None, "finetune_rows": 0}
+    assert not (tmp_path / "w" / "feature_store" / "finetuned").exists()
+    model, spec = build_backbone("mobilenet_v2", "none", 16, 3)
+    rows = np.r_[fold.train_idx, fold.test_idx]
+    sources = [str(tmp_path / "a" / p) for p in meta["path"].iloc[rows]]
+    frozen = FeatureExtractor(model, spec, "cpu", 16, 0).transform(sources)
+    np.testing.assert_allclose(X[rows], frozen, atol=1e-5)
+
+
+def test_fold_refit_fits_the_whole_window_with_the_early_stopped_rounds():
+    """train.fold_refit: same rounds as early stopping chose, but the model also learns from the
+    newest rows the inner split held out, so its out-of-fold predictions differ."""
+    meta, X, y = _frame()
+    folds = time_split_folds(meta["captured_at"], meta["board_id"], y, n_folds=2)
+    lgbm = {"n_estimators": 60, "num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 5}
+    inner, a = cross_validate(meta, X, y, folds, TrainParams(n_folds=2, early_stopping_rounds=10, min_rounds=5,
+                                                             lgbm=lgbm), seed=1)
+    refit, b = cross_validate(meta, X, y, folds, TrainParams(n_folds=2, early_stopping_rounds=10, min_rounds=5,
+                                                             fold_refit=True, lgbm=lgbm), seed=1)
+    assert [r["rounds_used"] for r in a] == [r["rounds_used"] for r in b]
+    assert [r["refit_on_window"] for r in b] == [True, True]
+    assert not np.array_equal(inner["p_fail"].to_numpy(), refit["p_fail"].to_numpy())
 
 
 def test_a_fold_whose_early_stopping_collapses_is_refit_with_min_rounds():

@@ -42,6 +42,8 @@ from defectflow.params import FinetuneParams
 log = logging.getLogger(__name__)
 # Bump when the training procedure changes: cached fine-tuned weights become stale.
 RECIPE_VERSION = "finetune-v1"
+# FinetuneParams fields that decide whether a window is fine-tuned, not how: not part of the weights' key.
+NOT_RECIPE = ("min_rows",)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ def weights_key(backbone: str, weights: str | None, image_size: int, ft: Finetun
     """Hash of everything the fine-tuned weights depend on: recipe + the (sha256, label) set."""
     recipe = {"version": RECIPE_VERSION, "backbone": backbone,
               "base": resolve_weights(backbone, weights, seed).weights_id,
-              "image_size": train_size(image_size, ft), "finetune": asdict(ft), "seed": seed}
+              "image_size": train_size(image_size, ft), "seed": seed,
+              "finetune": {k: v for k, v in asdict(ft).items() if k not in NOT_RECIPE}}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
     for item in sorted(f"{s}:{int(v)}" for s, v in zip(rows.sha256, rows.y, strict=True)):
         digest.update(item.encode() + b"\n")

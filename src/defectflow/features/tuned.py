@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ import pandas as pd
 from defectflow.errors import ConfigError
 from defectflow.params import FeaturizeParams
 from defectflow.workdir import Workdir
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch is imported only when something is fine-tuned
     from defectflow.features.finetune import LabelledRows
@@ -46,20 +49,30 @@ def labelled_rows(meta: pd.DataFrame, data_dir: Path) -> LabelledRows:
 
 
 def finetune_for_manifest(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: int,
-                          progress: bool = True) -> tuple[FeaturizeParams, dict]:
+                          progress: bool = True) -> tuple[FeaturizeParams, dict | None]:
     """Fine-tune on every labelled usable image of the manifest (the final model's backbone);
     return params whose `weights` is the fine-tuned file, and the record train needs for the
-    per-fold fine-tunes (features.json `finetune`)."""
+    per-fold fine-tunes (features.json `finetune`). Fewer labelled rows than
+    `finetune.min_rows`: the params unchanged and no record (frozen features, logged)."""
     from defectflow.features.finetune import finetuned_weights
 
     manifest = pd.read_parquet(workdir.manifest)
     ok = manifest[manifest["status"] == "ok"].drop_duplicates("sha256")
     rows = labelled_rows(ok, data_dir)
+    if too_few_to_finetune(len(rows), params):
+        log.warning("featurize.mode=finetune: %d labelled rows < featurize.finetune.min_rows=%d; the ImageNet "
+                    "features stay frozen", len(rows), params.finetune_params().min_rows)
+        return params, None
     path = finetuned_weights(cache_dir(workdir), params.backbone, params.weights, params.image_size,
                              params.finetune_params(), seed, rows, params.device, progress)
     record = {"data_dir": str(Path(data_dir).resolve()), "params": dataclasses.asdict(params), "seed": seed,
               "weights_path": str(path), "n_rows": len(rows)}
     return dataclasses.replace(params, weights=str(path)), record
+
+
+def too_few_to_finetune(n_rows: int, params: FeaturizeParams) -> bool:
+    """Whether a training window is too small to fine-tune on (it keeps the frozen features)."""
+    return n_rows < params.finetune_params().min_rows
 
 
 def finetune_record(workdir: Workdir) -> dict | None:
@@ -74,7 +87,8 @@ class FoldFeaturizer:
 
     Called with a fold, returns (X, info): X has the features of the fold's training and test
     rows (NaN elsewhere: no other row is ever computed or used), info the fold's weights file
-    and how many rows it was fine-tuned on (merged into cv/folds.json).
+    and how many rows it was fine-tuned on (merged into cv/folds.json; None and 0 for a window
+    under `finetune.min_rows`, which keeps the frozen features).
     """
 
     def __init__(self, record: dict, meta: pd.DataFrame, workdir: Workdir, progress: bool = True):
@@ -93,16 +107,21 @@ class FoldFeaturizer:
 
         p = self.params
         train_rows = labelled_rows(self.meta.iloc[fold.train_idx], self.data_dir)
-        path = finetuned_weights(cache_dir(self.workdir), p.backbone, p.weights, p.image_size, p.finetune_params(),
-                                 self.seed, train_rows, p.device, self.progress)
-        spec = backbone_spec(p.backbone, str(path), p.image_size, self.seed)
+        info: dict[str, str | int | None]
+        if too_few_to_finetune(len(train_rows), p):
+            weights, info = p.weights, {"finetuned_weights": None, "finetune_rows": 0}
+        else:
+            path = finetuned_weights(cache_dir(self.workdir), p.backbone, p.weights, p.image_size,
+                                     p.finetune_params(), self.seed, train_rows, p.device, self.progress)
+            weights, info = str(path), {"finetuned_weights": path.name, "finetune_rows": len(train_rows)}
+        spec = backbone_spec(p.backbone, weights, p.image_size, self.seed)
         store = FeatureStore(self.workdir.feature_store, spec)
         needed = np.r_[fold.train_idx, fold.test_idx]
         shas = list(self.meta["sha256"].iloc[needed])
         sources = [str(self.data_dir / q) for q in self.meta["path"].iloc[needed]]
         if store.missing(shas):
-            model, spec = build_backbone(p.backbone, str(path), p.image_size, self.seed)
+            model, spec = build_backbone(p.backbone, weights, p.image_size, self.seed)
             store.fill(shas, sources, FeatureExtractor(model, spec, p.device, p.batch_size, p.num_workers))
         X = np.full((len(self.meta), spec.dim), np.nan, dtype=np.float32)
         X[needed] = store.get_many(shas)
-        return X, {"finetuned_weights": path.name, "finetune_rows": len(train_rows)}
+        return X, info

@@ -71,7 +71,10 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
         if best < params.min_rounds:  # an unrepresentative validation slice must not collapse the fold model
             log.warning("fold %d: early stopping chose %d rounds (< train.min_rounds=%d); refit with %d",
                         fold.index, best, params.min_rounds, rounds)
-            booster = fit(Xk[fit_idx], y[fit_idx], params.lgbm, seed, num_boost_round=rounds)
+        if params.fold_refit or best < params.min_rounds:
+            # fold_refit: the newest rows the inner split held out are the ones most like the test window
+            rows = fold.train_idx if params.fold_refit else fit_idx
+            booster = fit(Xk[rows], y[rows], params.lgbm, seed, num_boost_round=rounds)
         part = meta.iloc[fold.test_idx].copy()
         part["y"] = y[fold.test_idx]
         part["fold"] = fold.index
@@ -84,6 +87,7 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
             "n_val": int(len(val_idx)), "n_test": int(len(fold.test_idx)),
             "train_end": meta["captured_at"].iloc[fold.train_idx].max(),
             "test_start": fold.test_start, "test_end": fold.test_end, "best_iteration": best, "rounds_used": rounds,
+            "refit_on_window": params.fold_refit,
             **info,
         })
         log.info("fold %d: %d train / %d test, %d rounds", fold.index, len(fold.train_idx), len(fold.test_idx), rounds)
