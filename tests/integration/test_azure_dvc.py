@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.fixtures.azurite import assert_no_secrets, upload_folder
-from tests.fixtures.pipeline import FAST_OVERRIDES
+from tests.fixtures.pipeline import FAST_OVERRIDES, copy_stage_code
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +45,7 @@ def plant_project(path: Path) -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())
     stages["stages"].pop("synth")
     (path / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
+    copy_stage_code(path)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for item in [*FAST_OVERRIDES, "gate.min_auc=0.0", "gate.min_fold_auc=0.0"]:
         key, _, raw = item.partition("=")

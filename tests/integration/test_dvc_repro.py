@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.pipeline import FAST_OVERRIDES
+from tests.fixtures.pipeline import FAST_OVERRIDES, copy_stage_code
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +44,7 @@ def dvc_project(tmp_path: Path) -> Path:
     """A fresh git + DVC repository with this repo's dvc.yaml, its package source (the stages' code
     deps; the commands run the installed package) and a small params.yaml."""
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copytree(REPO / "src" / "defectflow", tmp_path / "src" / "defectflow",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    copy_stage_code(tmp_path)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # The gate is opened wide: this test is about DVC's bookkeeping, not the model.
     for item in [*FAST_OVERRIDES, "synth.n=160", "synth.image_size=64", "synth.days=16",
