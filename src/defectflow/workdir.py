@@ -115,6 +115,11 @@ class Workdir:
         return Workdir(self.root / "monitoring")
 
     @property
+    def drift_history(self) -> Path:
+        """Every drift check's per-camera results (monitoring.drift_history), appended by each check."""
+        return self.root / "drift_history.jsonl"
+
+    @property
     def blob_cache(self) -> Path:
         """Where batch scoring downloads azure:// inputs when `score.blob_cache` is not set."""
         return self.root / "blob-cache"

@@ -47,6 +47,7 @@ def dashboard_config(params: Params, workdir: Workdir, *, results_url: str | Non
         blob_cache=cache,
         gate_auc=params.section("gate", GateParams).min_auc,
         params=dashboard,
+        drift_history=workdir.drift_history,
     )
 
 

@@ -3,7 +3,8 @@
 Mount it on any FastAPI app with `app.include_router(dashboard_router(config))` (the serving
 app does; `defectflow dashboard` runs it alone). Routes, all under /dashboard and kept out of
 the OpenAPI spec (they are pages, not API):
-- GET  /dashboard                  the page (filters as query parameters)
+- GET  /dashboard                  the page (filters as query parameters); with a drift history
+                                   configured it also shows each camera's drift checks over time
 - POST /dashboard/reviews          an operator confirms or corrects a decision (HTML form)
 - GET  /dashboard/thumbnails/{id}  a JPEG thumbnail of a scored image
 - GET  /dashboard/overlays/{id}    a PNG of the image with its anomaly map blended in, when the app
@@ -32,7 +33,9 @@ from defectflow.dashboard.model_history import CachedHistory
 from defectflow.dashboard.reviews import ReviewError, record_review
 from defectflow.dashboard.thumbnails import ImageLocator, ThumbnailCache, ThumbnailUnavailable
 from defectflow.edge.runtime import EdgeModel
+from defectflow.errors import DefectflowError
 from defectflow.inference.images import ImageRejected
+from defectflow.monitoring.drift_history import DriftRecord, read_history
 from defectflow.params import DashboardParams
 from defectflow.registry.names import ModelVersionRef
 from defectflow.scoring.results import Score, open_results
@@ -54,6 +57,7 @@ class DashboardConfig:
     blob_cache: Path
     gate_auc: float  # drawn as the gate line on the AUC chart
     params: DashboardParams
+    drift_history: Path | None = None  # the drift checks' history file (Workdir.drift_history); None: no panel
 
 
 def dashboard_router(config: DashboardConfig) -> APIRouter:
@@ -98,6 +102,7 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
             registry = history.get(model_ref.name if model_ref else config.model_name)
             context |= {"history": registry, "chart": auc_chart(registry.versions, config.gate_auc),
                         "gate_auc": config.gate_auc}
+            context["drift"] = drift_checks(config.drift_history, filters.camera, problems)
             # Rendered inside the session: templates follow relationships (score.reviews).
             return templates.TemplateResponse(request, "dashboard.html", context)
 
@@ -157,6 +162,19 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
         return FileResponse(PACKAGE_DIR / "static" / name, media_type=STATIC_FILES[name])
 
     return router
+
+
+def drift_checks(path: Path | None, camera: str | None, problems: list[str]) -> dict[str, list[DriftRecord]] | None:
+    """Each camera's drift checks, newest first (only `camera` when the page filters on one); None
+    when no history is configured. An unreadable history is a message on the page, not an error page."""
+    if path is None:
+        return None
+    try:
+        history = read_history(path)
+    except (DefectflowError, OSError) as exc:
+        problems.append(str(exc))
+        return {}
+    return {c: list(reversed(checks)) for c, checks in history.items() if camera in (None, c)}
 
 
 def explaining_model(request: Request) -> EdgeModel | None:

@@ -20,6 +20,7 @@ import pandas as pd
 from defectflow import atomic
 from defectflow.errors import DefectflowError
 from defectflow.monitoring.drift import CameraDrift, drift_by_camera, statistics_of
+from defectflow.monitoring.drift_history import append_history
 from defectflow.params import AnomalyParams, DriftParams, FeaturizeParams, Params, ValidateParams
 from defectflow.workdir import Workdir
 
@@ -45,8 +46,10 @@ def drift_table(data_dir: Path, workdir: Workdir, params: Params) -> tuple[pd.Da
     return rows, features.to_numpy(np.float32)
 
 
-def check_drift(data_dir: Path, workdir: Workdir, params: Params, reference_until: pd.Timestamp) -> list[CameraDrift]:
-    """Per-camera drift verdicts for the newest window of `data_dir`; also written to <workdir>/drift.json."""
+def check_drift(data_dir: Path, workdir: Workdir, params: Params, reference_until: pd.Timestamp, *,
+                history: Path | None = None) -> list[CameraDrift]:
+    """Per-camera drift verdicts for the newest window of `data_dir`; also written to <workdir>/drift.json
+    and appended to the drift history (`history`, default `workdir.drift_history`) the dashboard shows."""
     from defectflow.anomaly.cv import AnomalyCV
 
     drift = params.section("drift", DriftParams)
@@ -70,6 +73,7 @@ def check_drift(data_dir: Path, workdir: Workdir, params: Params, reference_unti
     results = drift_by_camera(table, embeddings, reference_until, drift, params.seed)
     atomic.write_json(workdir.root / "drift.json", {"reference_until": str(reference_until),
                                                     "cameras": [r.as_dict() for r in results]})
+    append_history(history or workdir.drift_history, results, str(reference_until))
     for r in results:
         log.info("drift %s: %s (%d recent vs %d reference; min p %s)", r.camera_id, r.verdict, r.n_recent,
                  r.n_reference, min(r.p_values.values()) if r.p_values else "n/a")
