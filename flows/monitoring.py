@@ -69,7 +69,10 @@ def monitoring_flow(data_dir: str | None = None, workdir: str | None = None, par
 def drift_task(data_dir: Path, workdir: Workdir, params: Params, reference_until: str) -> list[dict]:
     from defectflow.monitoring.drift_check import check_drift
 
-    return [r.as_dict() for r in check_drift(data_dir, Workdir(workdir.root / "drift"), params, reference_until)]
+    # The check works in its own folder; its history goes where the dashboard of this workdir reads it.
+    results = check_drift(data_dir, Workdir(workdir.root / "drift"), params, reference_until,
+                          history=workdir.drift_history)
+    return [r.as_dict() for r in results]
 
 
 @flow(name="defectflow-drift", log_prints=True)
