@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench import machine
+from bench.results_file import write_result
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -87,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     result = compare(args.reference, args.other)
-    stem = args.out / f"engine-parity-{datetime.now(UTC):%Y-%m-%d}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(to_markdown(result))
+    write_result(args.out, f"engine-parity-{datetime.now(UTC):%Y-%m-%d}", result, to_markdown(result))
     print(to_markdown(result))
     return 0
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import machine
+from bench.results_file import write_result
 from defectflow.inference.int8_guard import int8_verdict
 
 RESULTS = Path(__file__).with_name("results")
@@ -51,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
               "fp32": {"workdir": str(args.fp32), **{k: run32[k] for k in ("featurizer_id", "device", "images_per_s")}},
               "int8": {"workdir": str(args.int8), **{k: run8[k] for k in ("featurizer_id", "device", "images_per_s")}},
               "verdict": int8_verdict(cv32, cv8)}
-    stem = args.out / f"int8-guard-{datetime.now(UTC):%Y-%m-%d}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(to_markdown(result))
+    write_result(args.out, f"int8-guard-{datetime.now(UTC):%Y-%m-%d}", result, to_markdown(result))
     print(to_markdown(result))
     return 0 if result["verdict"]["accepted"] else 1
 

@@ -80,9 +80,6 @@ def to_markdown(report: dict) -> str:
 
 
 def write(report: dict, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    from defectflow.atomic import write_json, write_text
+    from bench.results_file import write_result
 
-    json_path, md_path = Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.md"
-    write_json(json_path, report)
-    write_text(md_path, to_markdown(report))
-    return json_path, md_path
+    return write_result(out_dir, stem, report, to_markdown(report))

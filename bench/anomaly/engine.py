@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import machine
+from bench.results_file import write_result
 
 LAYER = "features.10"
 ENGINES = ("torch", "onnxruntime", "openvino")
@@ -133,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     args = p.parse_args(argv)
     result = run(args.n, args.size, args.rounds, args.batch_size)
-    stem = args.out / f"anomaly-engine-{datetime.now(UTC):%Y-%m-%d}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(to_markdown(result))
+    write_result(args.out, f"anomaly-engine-{datetime.now(UTC):%Y-%m-%d}", result, to_markdown(result))
     print(to_markdown(result))
     return 0
 

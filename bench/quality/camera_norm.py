@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bench import machine
-from defectflow import atomic
+from bench.results_file import write_result
 from defectflow.evaluation.metrics import auc
 from defectflow.params import Params, TrainParams
 from defectflow.training.splits import time_split_folds
@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               + " ".join(str(r) for r in args.runs), "machine": machine.describe("cpu"), "runs": runs,
               "elapsed_s": round(time.perf_counter() - started, 1),
               "date": f"{datetime.now(UTC):%Y-%m-%d}"}
-    stem = args.out / f"camera-norm-{result['date']}"
-    atomic.write_json(stem.with_suffix(".json"), result)
-    atomic.write_text(stem.with_suffix(".md"), to_markdown(result))
+    write_result(args.out, f"camera-norm-{result['date']}", result, to_markdown(result))
     print(to_markdown(result))
     return 0
 

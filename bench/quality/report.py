@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import summary_line
-from defectflow import atomic
+from bench.results_file import write_result
 
 FAMILIES = ("time", "unseen", "random")
 
@@ -104,8 +104,4 @@ def _run_section(run: dict) -> list[str]:
 
 
 def write(report: dict, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    atomic.write_json(json_path, report)
-    atomic.write_text(md_path, to_markdown(report) + "\n")
-    return json_path, md_path
+    return write_result(out_dir, stem, report, to_markdown(report))
