@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from defectflow.scoring.batch import score
 from defectflow.scoring.results import Review, Score, open_results
 from tests.fixtures.scoring_model import TINY_MODEL_NAME, make_input, register_tiny_model
-from tests.fixtures.services import ServiceProcess, free_port, http_ok, wait_until
+from tests.fixtures.services import free_port, running_http_service
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +35,12 @@ def dashboard_url(tmp_path, mlflow_tracking, postgres_url):
     score(str(folder), f"models:/{TINY_MODEL_NAME}@champion", results, batch_size=4,
           blob_cache=tmp_path / "cache", tracking_uri=mlflow_tracking, progress=False)
     port = free_port()
-    server = ServiceProcess(
-        [str(Path(sys.executable).with_name("defectflow")), "dashboard", "--results", results, "--images", str(folder),
-         "--workdir", str(tmp_path / "work"), "--port", str(port), "--set", f"register.model_name={TINY_MODEL_NAME}"],
-        log=tmp_path / "dashboard.log", env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_tracking},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: http_ok(f"{base}/dashboard"), 60, "defectflow dashboard", server.proc, server.log)
+    argv = [str(Path(sys.executable).with_name("defectflow")), "dashboard", "--results", results,
+            "--images", str(folder), "--workdir", str(tmp_path / "work"), "--port", str(port),
+            "--set", f"register.model_name={TINY_MODEL_NAME}"]
+    with running_http_service(argv, port, "/dashboard", "defectflow dashboard", tmp_path / "dashboard.log",
+                              env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_tracking}) as base:
         yield base, results
-    finally:
-        server.stop()
 
 
 def test_operator_reviews_flagged_boards_in_a_real_browser(page, dashboard_url):

@@ -14,7 +14,7 @@ import pytest
 
 from defectflow.workdir import Workdir
 from tests.fixtures.drift import write_two_camera_history
-from tests.fixtures.services import ServiceProcess, free_port, http_ok, wait_until
+from tests.fixtures.services import free_port, running_http_service
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +27,11 @@ def dashboard_url(tmp_path):
     write_two_camera_history(workdir.drift_history)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    server = ServiceProcess(
-        [str(Path(sys.executable).with_name("defectflow")), "dashboard", "--workdir", str(workdir.root),
-         "--results", f"sqlite:///{tmp_path / 'results.db'}", "--port", str(port)],
-        log=tmp_path / "dashboard.log", env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: http_ok(f"{base}/dashboard"), 60, "defectflow dashboard", server.proc, server.log)
+    argv = [str(Path(sys.executable).with_name("defectflow")), "dashboard", "--workdir", str(workdir.root),
+            "--results", f"sqlite:///{tmp_path / 'results.db'}", "--port", str(port)]
+    with running_http_service(argv, port, "/dashboard", "defectflow dashboard", tmp_path / "dashboard.log",
+                              env=env) as base:
         yield base
-    finally:
-        server.stop()
 
 
 def test_drift_panel_shows_each_camera_over_time_in_a_real_browser(page, dashboard_url):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from defectflow.scoring.batch import score
-from tests.fixtures.services import ServiceProcess, free_port, http_ok, wait_until
+from tests.fixtures.services import free_port, running_http_service
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +34,9 @@ def service_with_dashboard(tmp_path, anomaly_edge_bundle, defect_model):
            "DEFECTFLOW_AUTH_ENABLED": "false", "DEFECTFLOW_EXTRA_ROUTERS": "defectflow.dashboard.mount:router",
            "DEFECTFLOW_RESULTS_URL": results, "DEFECTFLOW_DASHBOARD_IMAGE_ROOTS": str(data),
            "DEFECTFLOW_PARAMS": str(tmp_path / "params.yaml"), "MLFLOW_TRACKING_URI": defect_model.tracking_uri}
-    server = ServiceProcess([sys.executable, "-m", "defectflow.serving"], log=tmp_path / "serving.log", env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: http_ok(f"{base}/readyz"), 60, "scoring service", server.proc, server.log)
+    with running_http_service([sys.executable, "-m", "defectflow.serving"], port, "/readyz", "scoring service",
+                              tmp_path / "serving.log", env=env) as base:
         yield base
-    finally:
-        server.stop()
 
 
 def test_flagged_images_show_their_anomaly_overlay_in_a_real_browser(page, service_with_dashboard):

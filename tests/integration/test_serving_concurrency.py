@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from defectflow.edge.runtime import EdgeModel
-from tests.fixtures.services import ServiceProcess, free_port, http_ok, wait_until
+from tests.fixtures.services import free_port, running_http_service
 
 pytestmark = pytest.mark.integration
 API_KEY = "concurrency-test-key"
@@ -25,13 +25,9 @@ def _serve(bundle, tmp_path_factory):
     env = {**os.environ, "DEFECTFLOW_MODEL_DIR": str(bundle), "DEFECTFLOW_PORT": str(port),
            "DEFECTFLOW_API_KEY": API_KEY}
     log = tmp_path_factory.mktemp("serving") / "uvicorn.log"
-    proc = ServiceProcess([sys.executable, "-m", "defectflow.serving"], log=log, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: http_ok(f"{url}/readyz"), 60, "scoring service", proc.proc, log)
+    with running_http_service([sys.executable, "-m", "defectflow.serving"], port, "/readyz", "scoring service", log,
+                              env=env) as url:
         yield url
-    finally:
-        proc.stop()
     assert API_KEY not in log.read_text(), "the API key must never be logged"
 
 
