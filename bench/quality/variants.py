@@ -14,6 +14,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "min_rounds0": ("baseline without the early-stopping floor (train.min_rounds=0)", ["train.min_rounds=0"]),
     "refit": ("baseline, each fold refit on its whole training window with the early-stopped rounds",
               ["train.fold_refit=true"]),
+    "all_rounds": ("no early stopping: every fold trains all n_estimators rounds on its whole window",
+                   ["train.early_stopping_rounds=0", "train.fold_refit=true"]),
     "res300_refit": ("frozen at 300 px, folds refit on their whole window",
                      ["featurize.image_size=300", "train.fold_refit=true"]),
     "finetune160": ("MobileNetV2 fine-tuned per fold at 160 px (features at 224 px)",
