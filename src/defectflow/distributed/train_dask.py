@@ -74,7 +74,9 @@ class DaskBoosterFitter:
         futures = []
         for rank, (worker, rows) in enumerate(zip(workers, np.array_split(np.arange(len(y)), len(workers)),
                                                   strict=True)):
-            block = self.client.scatter([X[rows], y[rows]], workers=[worker])
+            # hash=False: a refit scatters the same arrays again; content-hashed keys would then name
+            # futures the scheduler is still releasing from the first fit ("lost dependencies").
+            block = self.client.scatter([X[rows], y[rows]], workers=[worker], hash=False)
             futures.append(self.client.submit(
                 _train_block, *block, {**params, **network, "local_listen_port": ports[worker]},
                 num_boost_round or rounds, rank == 0, workers=[worker], allow_other_workers=False, pure=False))
