@@ -64,9 +64,12 @@ def cross_validate(meta: pd.DataFrame, X: np.ndarray, y: np.ndarray, folds: list
         fit_idx, val_idx = fold.train_idx[fit_pos], fold.train_idx[val_pos]
         head = anomaly.fit(fold.train_idx, y) if anomaly else None
         Xk, scores = head.features(X, fold.test_idx) if head else (X, None)
-        booster = fit(Xk[fit_idx], y[fit_idx], params.lgbm, seed, X_val=Xk[val_idx], y_val=y[val_idx],
-                      early_stopping_rounds=params.early_stopping_rounds)
-        best = best_rounds(booster)
+        if params.early_stopping_rounds == 0 and params.fold_refit:  # the whole-window fit below is the model
+            best = int(params.lgbm["n_estimators"])
+        else:
+            booster = fit(Xk[fit_idx], y[fit_idx], params.lgbm, seed, X_val=Xk[val_idx], y_val=y[val_idx],
+                          early_stopping_rounds=params.early_stopping_rounds)
+            best = best_rounds(booster)
         rounds = max(best, params.min_rounds)
         if best < params.min_rounds:  # an unrepresentative validation slice must not collapse the fold model
             log.warning("fold %d: early stopping chose %d rounds (< train.min_rounds=%d); refit with %d",
