@@ -72,6 +72,49 @@ def test_orphan_temp_files_of_killed_writers_are_removed_and_nothing_else(tmp_pa
     assert (tmp_path / "ef" / "ef56.npy").exists()
 
 
+def test_young_temp_file_of_a_stored_vector_is_swept_and_its_writer_still_succeeds(tmp_path, monkeypatch):
+    """A killed Dask worker's temp file is superseded by its retried shard within the same run:
+    it is removed however young, and a live writer of that same key finds the vector stored."""
+    from defectflow.features.backbones import backbone_spec
+    from defectflow.features.store import FeatureStore
+
+    store = FeatureStore(tmp_path, backbone_spec("mobilenet_v2", "none", 64, 0))
+    sha = "ab" + "0" * 62
+    vector = np.arange(store.spec.dim, dtype=np.float32)
+    superseded = atomic.atomic_path(store.path(sha))
+    young = superseded.__enter__()
+    store.put(sha, vector)
+    another_live = atomic.atomic_path(store.path("cd" + "0" * 62))
+    unrelated = another_live.__enter__()
+
+    assert store.remove_orphans() == 1
+    assert not young.exists() and unrelated.exists()
+    np.testing.assert_array_equal(np.load(store.path(sha)), vector)
+
+    class SweptWhileWriting:  # a writer whose temp file is deleted between its write and its rename
+        def __init__(self, inner, sweep):
+            self.inner, self.sweep = inner, sweep
+
+        def __enter__(self):
+            fh = self.inner.__enter__()
+            self.sweep()
+            return fh
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+    real_open = atomic.atomic_open
+    monkeypatch.setattr(atomic, "atomic_open", lambda target, mode="w", **kw: SweptWhileWriting(
+        real_open(target, mode, **kw), store.remove_orphans))
+    store.put(sha, vector)  # does not raise: the stored vector is the same one
+    monkeypatch.setattr(atomic, "atomic_open", lambda target, mode="w", **kw: SweptWhileWriting(
+        real_open(target, mode, **kw), lambda: [t.unlink() for t in store.dir.glob("ef/.*.tmp")]))
+    with pytest.raises(FileNotFoundError):
+        store.put("ef" + "0" * 62, vector)  # a lost temp file of a vector that is not stored is an error
+    monkeypatch.undo()
+    another_live.__exit__(None, None, None)
+
+
 def test_early_stopping_replay_keeps_the_round_lightgbm_keeps():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(400, 12)).astype(np.float32)

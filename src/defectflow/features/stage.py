@@ -88,6 +88,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     sources = [str(Path(data_dir).resolve() / path_of[s]) for s in todo]
     if todo and remote is not None:
         device = remote(workdir.feature_store.resolve(), todo, sources, params, seed, progress)
+        store.remove_orphans()  # a worker killed mid-write leaves a temp file its retried shard superseded
     local = [] if remote is not None else todo
     if patches:  # images without patch vectors (also those featurized on Dask) run here, once
         local = list(dict.fromkeys([*local, *patches.missing(images["sha256"])]))

@@ -51,8 +51,14 @@ class FeatureStore:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.spec.dim:
             raise ValueError(f"vector for {sha256} has {vector.shape[0]} values, featurizer expects {self.spec.dim}")
-        with atomic.atomic_open(self.path(sha256), "wb") as fh:
-            np.save(fh, vector, allow_pickle=False)
+        try:
+            with atomic.atomic_open(self.path(sha256), "wb") as fh:
+                np.save(fh, vector, allow_pickle=False)
+        except FileNotFoundError:
+            if not self.has(sha256):
+                raise
+            # Another writer stored this key first and swept our temp file (remove_orphans): the
+            # same key always holds the same vector, so the stored one is ours.
 
     def put_many(self, shas: Sequence[str], matrix: np.ndarray) -> None:
         """Store one vector per key. Each write is fsync'ed before its rename (durable and
@@ -94,14 +100,17 @@ class FeatureStore:
         """Delete temp files that a killed writer left in the store (never a finished vector).
 
         The atomic writer names them `.<target>.<random>.tmp`; only its own rename turns one into
-        a vector, so removing an orphan loses nothing. The featurize stage calls this on every
-        run, whichever executor computes the vectors.
+        a vector, so removing an orphan loses nothing. A temp file is an orphan when it is older
+        than `older_than_s` or when its vector is stored already (a killed Dask worker's shard is
+        retried elsewhere, so its temp files are superseded within the same run, however young).
+        The featurize stage calls this before and after computing, whichever executor computes.
         """
         cutoff = time.time() - older_than_s
         removed = 0
         for tmp in [*self.dir.glob(".*.tmp"), *self.dir.glob("*/.*.tmp")]:
+            target = tmp.with_name(tmp.name[1:].rsplit(".", 2)[0])
             try:
-                if tmp.stat().st_mtime < cutoff:
+                if target.is_file() or tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
                     removed += 1
             except FileNotFoundError:  # its writer renamed or removed it meanwhile
