@@ -100,6 +100,13 @@ def _run_section(run: dict) -> list[str]:
     cams = ", ".join(f"{c['camera_id']} {c['auc']:.3f}" if c["auc"] is not None else f"{c['camera_id']} –"
                      for c in run["cameras"])
     lines += ["", f"Per-camera AUC (pooled out-of-fold): {cams}.", ""]
+    if (novelty := run.get("novelty")) is not None:
+        n = novelty["overall"]
+        lines += [f"Novelty rule (anomaly score above the training window's pass-image quantile), all test folds: "
+                  f"catches {n['fails_caught_novelty']}/{n['n_fail']} fails, {n['fails_caught_only_by_novelty']} of "
+                  f"them missed by the classifier (which catches {n['fails_caught_classifier']} at the in-sample "
+                  f"threshold); review share {n['review_share_classifier']:.1%} → "
+                  f"{n['review_share_with_novelty']:.1%}.", ""]
     return lines
 
 

@@ -12,11 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from defectflow import atomic
-from defectflow.evaluation.stage import evaluate
-from defectflow.features.stage import featurize
-from defectflow.params import EvaluateParams, FeaturizeParams, GateParams, Params, TrainParams, ValidateParams
-from defectflow.training.stage import train
-from defectflow.validation.stage import validate
+from defectflow.params import Params
+from defectflow.stages import StageRun, stage
 from defectflow.workdir import Workdir
 
 
@@ -43,7 +40,7 @@ class Clock:
 
 
 # Sections only the evaluate stage reads: variants differing only there share the trained models.
-EVALUATE_ONLY = ("evaluate", "gate")
+EVALUATE_ONLY = stage("evaluate").params
 RUN_RECORD = "bench-run.json"
 
 
@@ -58,6 +55,9 @@ def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, 
             trained_in: Path | None = None, resume: bool = False) -> dict:
     """validate → featurize → train → evaluate into `workdir` (its feature store shared); the figures.
 
+    The stages run through their declarations (defectflow.stages) with every params section the CLI
+    passes them (featurize and train also get `anomaly`, `executor`).
+
     With `trained_in` (a run of this invocation whose params differ only in EVALUATE_ONLY
     sections), its outputs are copied and only evaluate runs: the same models, other rules.
     With `resume`, a finished run in `workdir` with the same key is kept and only re-evaluated;
@@ -65,6 +65,7 @@ def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, 
     """
     feature_store.mkdir(parents=True, exist_ok=True)
     wd, clock = Workdir(workdir), Clock()
+    run = StageRun(data_dir, wd, params, progress=progress)  # the stages as the CLI and `dvc repro` run them
     record_path = workdir / RUN_RECORD
     earlier = json.loads(record_path.read_text()) if resume and record_path.exists() else None
     reused = earlier is not None and earlier.get("key") == key
@@ -82,15 +83,13 @@ def run_one(data_dir: Path, workdir: Path, feature_store: Path, params: Params, 
         else:
             workdir.mkdir(parents=True)
             os.symlink(feature_store.resolve(), workdir / "feature_store", target_is_directory=True)
-            clock.run("validate", validate, data_dir, wd, params.section("validate", ValidateParams))
-            feat = clock.run("featurize", featurize, data_dir, wd, params.section("featurize", FeaturizeParams),
-                             params.seed, progress=progress)
-            trained = clock.run("train", train, wd, params.section("train", TrainParams), params.seed)
+            clock.run("validate", stage("validate").run, run)
+            feat = clock.run("featurize", stage("featurize").run, run)
+            trained = clock.run("train", stage("train").run, run)
             earlier = {"featurize": feat, "train": trained}
         earlier = {**earlier, "key": key, "wall_s": dict(clock.wall), "cpu_s": dict(clock.cpu)}
         atomic.write_text(record_path, json.dumps(earlier, default=str))
-    metrics = clock.run("evaluate", evaluate, wd, params.section("evaluate", EvaluateParams),
-                        params.section("gate", GateParams))
+    metrics = clock.run("evaluate", stage("evaluate").run, run)
     return figures(metrics, earlier["featurize"], earlier["train"], clock, wd) | {
         "evaluate_only": trained_in is not None, "reused": reused}
 
@@ -108,6 +107,7 @@ def figures(metrics: dict, feat: dict, trained: dict, clock: Clock, wd: Workdir)
         "forward": metrics["forward"],
         "in_sample": {k: metrics[k] for k in ("threshold", "fail_recall", "review_reduction", "missed_fails")},
         "cameras": metrics["cameras"],
+        "novelty": metrics.get("novelty"),  # None when the anomaly head is off
         "gate": metrics["gate"],
         "n_labelled": trained["n_labelled"], "n_fail": trained["n_fail"], "n_oof": int(len(oof)),
         "featurizer_id": feat["featurizer_id"], "device": feat["device"],

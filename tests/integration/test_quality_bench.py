@@ -38,6 +38,8 @@ def test_quality_benchmark_smoke(tmp_path):
             flagged = now["p_fail"] >= f["threshold"]
             assert f["fail_recall"] == pytest.approx(flagged[now["y"] == 1].mean(), abs=1e-6)
         assert {c["camera_id"] for c in r["cameras"]} <= {"mono", "poly"}
+        # The stages run as the CLI runs them: the shipped anomaly head gives the novelty rule's figures.
+        assert r["novelty"]["overall"]["n_fail"] == sum(f["n_fail"] for f in r["novelty"]["folds"]) > 0
     # One feature store for all protocols: only the first run computes features.
     assert report["runs"][0]["featurize"]["n_computed"] == 240
     assert [r["featurize"]["n_computed"] for r in report["runs"][1:]] == [0, 0]
@@ -45,4 +47,4 @@ def test_quality_benchmark_smoke(tmp_path):
     labels = pd.read_csv(tmp_path / "q" / "data" / "unseen-0" / "labels.csv")
     assert not np.array_equal(labels["board_id"].to_numpy(), sorted(labels["board_id"]))
     md = md_path.read_text()
-    assert "## Ablation" in md and "| **baseline**" in md and "baseline / unseen-0" in md
+    assert "## Ablation" in md and "| **baseline**" in md and "baseline / unseen-0" in md and "Novelty rule" in md

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,7 @@ class FeatureExtractor:
             pin_memory=self.plan.pin_memory,
             persistent_workers=False,
             prefetch_factor=4 if workers else None,
+            multiprocessing_context=_worker_start_method() if workers else None,
         )
 
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
@@ -252,3 +254,12 @@ class FeatureExtractor:
         for start, feats in self.batches(sources):
             out[start : start + len(feats)] = feats
         return out
+
+
+def _worker_start_method() -> str | None:
+    """How DataLoader workers start: forked (the default, instant) unless OpenVINO runs in this
+    process — forking it after its thread pool started segfaulted the parent (measured: `python -m
+    bench --cases ab,c`, an OpenVINO end-to-end case then a torch loader with workers, 2 of 2 runs),
+    so the workers then come from a clean forkserver process instead."""
+    return "forkserver" if "openvino" in sys.modules else None
+
