@@ -33,10 +33,10 @@ API_KEY = "bench-latency-key"
 
 def build_bundle(out: Path, images: list[bytes], size: int = 224) -> Path:
     """An edge bundle whose trees were fitted on the backbone's features of `images`."""
-    from defectflow.edge.export import OPSET, build_graph, write_bundle
     from defectflow.errors import WeightsNotFoundError
     from defectflow.features.backbones import build_backbone
     from defectflow.features.extract import FeatureExtractor
+    from defectflow.inference.bundle_export import OPSET, build_graph, write_bundle
     from defectflow.training.booster import fit_booster
 
     try:

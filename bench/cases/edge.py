@@ -28,7 +28,7 @@ def _build(ctx: Context, paths: list[str], size: int):
     import mlflow.pyfunc
     import torch
 
-    from defectflow.edge.export import OPSET, build_graph, write_bundle
+    from defectflow.inference.bundle_export import OPSET, build_graph, write_bundle
     from defectflow.registry.pyfunc import DefectClassifier
     from defectflow.training.booster import fit_booster, lgbm_params
 
@@ -67,7 +67,7 @@ def run(ctx: Context) -> list[Result]:
         import onnxruntime  # noqa: F401
         import pandas as pd
 
-        from defectflow.edge.runtime import EdgeModel
+        from defectflow.inference.bundle import EdgeModel
     except ImportError as exc:
         return _skip(f"{exc.name} is not installed")
 

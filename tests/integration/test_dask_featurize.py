@@ -1,8 +1,9 @@
-"""Featurization as shards on a real 2-process Dask cluster: same vectors as the local path, and
-a worker killed mid-run costs nothing but a retry."""
+"""Featurization as shards on a real 2-process Dask cluster: same vectors as the local path (with
+torch and with ONNX Runtime), and a worker killed mid-run costs nothing but a retry."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -44,6 +45,30 @@ def test_distributed_featurization_equals_local(dask_featurized, dask_cluster, t
     print(f"max |dask - local| = {diff.max():.3g} over {diff.size} values; exact share {(diff == 0).mean():.4f}")
     assert diff.max() <= FEATURE_ATOL
     assert np.abs(local.to_numpy()).max() > 0.1  # real features, not an all-zero matrix that would match anything
+
+
+def test_onnxruntime_on_dask_equals_local_onnxruntime(dask_featurized, dask_cluster, tmp_path):
+    """`featurize.engine` reaches the workers: they run the graph the driver exported once into the
+    store's graphs/ folder, and give the local ONNX Runtime path's vectors."""
+    from defectflow.distributed.featurize_dask import vector_filler
+    from defectflow.features.stage import featurize
+
+    executor, _ = dask_cluster
+    params = dataclasses.replace(featurize_params(), engine="onnxruntime")
+    local_workdir = dask_featurized.copy_validated(tmp_path / "local-ort")
+    featurize(dask_featurized.data_dir, local_workdir, params, SEED, progress=False)
+    workdir = dask_featurized.copy_validated(tmp_path / "dask-ort")
+    summary = featurize(dask_featurized.data_dir, workdir, params, SEED, progress=False,
+                        remote=vector_filler(executor))
+
+    assert summary["device"] == "dask 2 workers: cpu (onnxruntime)"  # the workers' extractors say what ran
+    graphs = sorted(p.name for p in (workdir.feature_store / "graphs").iterdir())
+    assert len(graphs) == 1 and graphs[0].endswith(".onnx"), graphs  # one graph, no temp file left by a race
+    local, remote = read_features(local_workdir), read_features(workdir)
+    assert list(remote.index) == list(local.index) and summary["n_computed"] == len(local)
+    diff = np.abs(remote.to_numpy() - local.to_numpy())
+    print(f"max |dask ort - local ort| = {diff.max():.3g}; exact share {(diff == 0).mean():.4f}")
+    assert diff.max() <= FEATURE_ATOL
 
 
 def test_killed_worker_is_recomputed_and_store_stays_complete(dask_featurized, dask_cluster, tmp_path):

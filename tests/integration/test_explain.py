@@ -44,8 +44,8 @@ def test_explain_refuses_missing_images(trained_pipeline, tmp_path, capsys):
 def test_the_exported_edge_bundle_explains_like_defectflow_explain(trained_pipeline, tmp_path, capsys):
     """The pipeline's model, exported: its graph's patch output + the bundled head give the CLI's
     (torch hook's) anomaly scores and reasons, and the pyfunc's fail probabilities."""
-    from defectflow.edge.export import export_bundle
-    from defectflow.edge.runtime import EdgeModel
+    from defectflow.inference.bundle import EdgeModel
+    from defectflow.registry.export import export_bundle
 
     rows = list(csv.DictReader((trained_pipeline.data_dir / "labels.csv").open()))
     images = [str(trained_pipeline.data_dir / r["image"]) for r in rows[:12]]

@@ -23,10 +23,10 @@ def test_finetuned_model_registers_scores_and_exports(pipeline_dataset, tmp_path
     import lightgbm as lgb
     import mlflow
 
-    from defectflow.edge.export import export_bundle
-    from defectflow.edge.runtime import EdgeModel
     from defectflow.hashing import sha256_file
+    from defectflow.inference.bundle import EdgeModel
     from defectflow.pipeline import run_pipeline
+    from defectflow.registry.export import export_bundle
     from defectflow.workdir import Workdir
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from defectflow.edge.runtime import EdgeModel
+from defectflow.inference.bundle import EdgeModel
 from tests.fixtures.services import free_port, running_http_service
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from defectflow.dashboard.router import DashboardConfig, dashboard_router
-from defectflow.edge.runtime import EdgeModel
+from defectflow.inference.bundle import EdgeModel
 from defectflow.params import DashboardParams
 from defectflow.scoring.batch import score
 from defectflow.serving.app import create_app

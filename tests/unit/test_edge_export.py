@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from defectflow.edge.manifest import MANIFEST_NAME, ONNX_NAME, BundleError, EdgeManifest
-from defectflow.edge.runtime import EdgeModel
 from defectflow.hashing import sha256_file
+from defectflow.inference.bundle import EdgeModel
+from defectflow.inference.bundle_manifest import MANIFEST_NAME, ONNX_NAME, BundleError, EdgeManifest
 
 # Fail probabilities of the ONNX graph and the pyfunc agree to this (absolute) tolerance:
 # same preprocessing code, float32 conv kernels of two runtimes, float32 tree sums in ONNX.
@@ -85,7 +85,7 @@ def test_unknown_manifest_format_is_refused(edge_bundle, tmp_path):
 def test_edge_runtime_scores_without_torch_or_mlflow(edge_bundle, defect_model):
     """The edge contract: onnxruntime, numpy and Pillow only. Checked in a fresh interpreter."""
     code = (
-        "import sys; from defectflow.edge.runtime import EdgeModel; "
+        "import sys; from defectflow.inference.bundle import EdgeModel; "
         f"preds = EdgeModel({str(edge_bundle)!r}).predict_paths({[str(p) for p in defect_model.images[:3]]!r}); "
         "heavy = sorted(m for m in ('torch', 'torchvision', 'mlflow', 'lightgbm', 'pandas') if m in sys.modules); "
         "print(len(preds), heavy)"
@@ -95,8 +95,8 @@ def test_edge_runtime_scores_without_torch_or_mlflow(edge_bundle, defect_model):
 
 
 def test_export_refuses_a_non_registry_uri(tmp_path):
-    from defectflow.edge.export import export_bundle
     from defectflow.errors import ConfigError
+    from defectflow.registry.export import export_bundle
 
     with pytest.raises(ConfigError, match="registered model"):
         export_bundle(str(tmp_path), tmp_path / "out")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectflow.edge.images import ImageLimits, ImageRejected, check_header, decode_resized
+from defectflow.inference.images import ImageLimits, ImageRejected, check_header, decode_resized
 
 LIMITS = ImageLimits(max_pixels=200 * 200, min_side=16, max_side=300)
 

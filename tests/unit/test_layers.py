@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["defectflow", "errors", "params_check", "params", "atomic", "hashing", "redact", "workdir"]),
     ("domain", ["validation", "features", "inference", "anomaly", "training", "evaluation", "synth"]),
     ("services", ["azure", "distributed", "registry"]),
-    ("model users", ["edge", "monitoring"]),
+    ("model users", ["monitoring"]),
     ("delivery", ["scoring", "packaging"]),
     ("composition", ["stages", "pipeline"]),
     ("orchestration", ["orchestration"]),

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from defectflow.edge.runtime import EdgeModel
+from defectflow.inference.bundle import EdgeModel
 from defectflow.serving.app import create_app
 from defectflow.serving.settings import ServingSettings
 

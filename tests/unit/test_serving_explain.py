@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from defectflow.edge.manifest import BundleError, EdgeManifest
-from defectflow.edge.runtime import EdgeModel
+from defectflow.inference.bundle import EdgeModel
+from defectflow.inference.bundle_manifest import BundleError, EdgeManifest
 from defectflow.serving.app import create_app
 from defectflow.serving.settings import ServingSettings
 
@@ -130,7 +130,7 @@ class Block:
         if name.split('.')[0] in {{'torch', 'torchvision', 'scipy', 'matplotlib', 'pandas', 'lightgbm', 'mlflow'}}:
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
-from defectflow.edge.runtime import EdgeModel
+from defectflow.inference.bundle import EdgeModel
 model = EdgeModel({str(anomaly_edge_bundle.bundle)!r})
 [(pred, why)] = model.explain_decoded([model.decode(open({str(defect_model.images[0])!r}, 'rb').read())])
 import defectflow.serving.app

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a registered model to one ONNX graph + manifest for edge machines",
                        description="Writes DIR/model.onnx (backbone + LightGBM trees + threshold in one graph) and "
                                    "DIR/manifest.json (model version, input size, mean/std, threshold, sha256). "
-                                   "Scoring it needs only onnxruntime, numpy and Pillow (defectflow.edge.runtime).")
+                                   "Scoring it needs only onnxruntime, numpy and Pillow (defectflow.inference.bundle).")
     add_run_args(p, data=False)
     p.add_argument("--model", required=True, help="models:/<name>@<alias> or models:/<name>/<version>")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced if it is a bundle)")
@@ -63,7 +63,7 @@ def _tracking_uri(args: argparse.Namespace) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from defectflow.edge.export import export_bundle
+    from defectflow.registry.export import export_bundle
 
     summary = export_bundle(args.model, args.out, tracking_uri=_tracking_uri(args))
     emit(args, summary, f"exported {summary['model_name']} v{summary['model_version']} to {args.out} "

@@ -32,8 +32,8 @@ from defectflow.dashboard.chart import auc_chart
 from defectflow.dashboard.model_history import CachedHistory
 from defectflow.dashboard.reviews import ReviewError, record_review
 from defectflow.dashboard.thumbnails import ImageLocator, ThumbnailCache, ThumbnailUnavailable
-from defectflow.edge.runtime import EdgeModel
 from defectflow.errors import DefectflowError
+from defectflow.inference.bundle import EdgeModel
 from defectflow.inference.images import ImageRejected
 from defectflow.monitoring.drift_history import DriftRecord, read_history
 from defectflow.params import DashboardParams

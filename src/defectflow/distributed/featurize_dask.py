@@ -1,8 +1,10 @@
 """Featurization as independent shards on Dask workers.
 
 The images still missing from the feature store are sorted by sha256 and cut into fixed-size
-shards; each shard is one Dask task. A worker process builds the backbone once (a per-process
-cache) and uses its GPU when it has one (`featurize.device: auto`). The worker itself writes
+shards; each shard is one Dask task. A worker process builds its extractor once (a per-process
+cache) by the same engine rule as the local path (`featurize.engine`, `inference.engine`: on a
+CPU worker ONNX Runtime by default, on a GPU torch), reading the backbone's ONNX graph from the
+store's `graphs/` folder, where the driver exported it before the first shard. The worker itself writes
 each vector into the shared content-addressed store, atomically, so:
 - a shard that is retried (it raised, or its worker died) skips what is already stored and
   recomputes only the rest; a vector is never duplicated (same key, same file) and never
@@ -28,12 +30,16 @@ from defectflow.params import ExecutorParams, FeaturizeParams
 
 if TYPE_CHECKING:
     from defectflow.features.extract import FeatureExtractor
+    from defectflow.inference.pipeline import EngineExtractor
 
 log = logging.getLogger(__name__)
 
-# Per worker process: (featurizer_id, device, batch_size) → extractor. Built once, reused by
-# every shard the process runs, so the backbone is loaded once per worker, not once per task.
-_EXTRACTORS: dict[tuple[str, str, int], FeatureExtractor] = {}
+# The graph cache inside the feature store, where the local featurize path keeps it too
+# (features.stage: `workdir.feature_store / "graphs"`).
+GRAPHS = "graphs"
+# Per worker process: (featurizer_id, engine, device, batch_size) → extractor. Built once, reused
+# by every shard the process runs, so the backbone is loaded once per worker, not once per task.
+_EXTRACTORS: dict[tuple[str, str, str, int], FeatureExtractor | EngineExtractor] = {}
 _EXTRACTORS_LOCK = threading.Lock()
 
 
@@ -58,9 +64,6 @@ class DaskVectorFiller:
 
     def __call__(self, store_root: Path, todo: Sequence[str], sources: Sequence[str], params: FeaturizeParams,
                  seed: int, progress: bool) -> str:
-        if params.engine not in ("auto", "torch"):
-            log.warning("featurize.engine=%s applies to this process only: Dask workers featurize with torch",
-                        params.engine)
         return featurize_on_dask(self.executor, store_root, todo, sources, params, seed, progress)
 
 
@@ -73,6 +76,7 @@ def featurize_on_dask(executor: ExecutorParams, store_root: Path, todo: Sequence
     from distributed import as_completed
 
     shards = plan_shards(todo, sources, executor.shard_size)
+    export_graph_once(Path(store_root) / GRAPHS, params, seed)
     devices: set[str] = set()
     with dask_client(executor) as client:
         n_workers = len(worker_addresses(client))
@@ -88,6 +92,27 @@ def featurize_on_dask(executor: ExecutorParams, store_root: Path, todo: Sequence
     return f"dask {n_workers} workers: {', '.join(sorted(devices))}"
 
 
+def export_graph_once(graph_cache: Path, params: FeaturizeParams, seed: int) -> None:
+    """Export the backbone's ONNX graph into the shared cache before the first shard, when the engine
+    rule picks an ONNX engine, so the workers find it there instead of each tracing the backbone.
+
+    The workers' device is not known here: an explicit CUDA device gets the CUDA rule, anything
+    else the CPU rule (an `auto` cluster of GPU workers then has a graph it does not use, exported
+    once per featurizer). A worker that still finds no graph exports it itself; that is safe while
+    others do the same, since the export writes a temp file and renames it onto the content-addressed
+    name: racing workers each rename a complete graph of the same model, and no reader sees a partial one.
+    """
+    from defectflow.features.backbones import backbone_spec, build_backbone
+    from defectflow.inference.engine import resolve_engine
+    from defectflow.inference.export import cached_backbone_graph
+
+    if resolve_engine(params.engine, "cuda" if params.device.startswith("cuda") else "cpu") == "torch":
+        return
+    spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
+    cached_backbone_graph(spec, lambda: build_backbone(params.backbone, params.weights, params.image_size, seed)[0],
+                          graph_cache)
+
+
 def featurize_shard(store_root: str, shas: list[str], paths: list[str], params: FeaturizeParams,
                     seed: int) -> dict:
     """Runs on a worker: compute and store the vectors of one shard that are not stored yet."""
@@ -95,30 +120,35 @@ def featurize_shard(store_root: str, shas: list[str], paths: list[str], params: 
     from defectflow.features.store import FeatureStore
 
     store = FeatureStore(store_root, backbone_spec(params.backbone, params.weights, params.image_size, seed))
-    extractor = _worker_extractor(params, seed)
+    extractor = _worker_extractor(params, seed, Path(store_root) / GRAPHS)
     computed = store.fill(shas, paths, extractor)  # a retried shard computes only what is still missing
     return {"n_images": len(shas), "n_computed": len(computed), "device": extractor.device_name}
 
 
-def _worker_extractor(params: FeaturizeParams, seed: int) -> FeatureExtractor:
-    """The extractor of this worker process, built on first use."""
+def _worker_extractor(params: FeaturizeParams, seed: int, graph_cache: Path) -> FeatureExtractor | EngineExtractor:
+    """The extractor of this worker process, built on first use with `featurize.engine`'s rule."""
     import torch
 
-    from defectflow.features.backbones import backbone_spec, build_backbone
-    from defectflow.features.extract import FeatureExtractor
+    from defectflow.features.backbones import backbone_spec
+    from defectflow.features.extract import select_device
+    from defectflow.inference.engine import build_extractor, resolve_engine
 
     spec = backbone_spec(params.backbone, params.weights, params.image_size, seed)
-    key = (spec.featurizer_id, params.device, params.batch_size)
+    key = (spec.featurizer_id, params.engine, params.device, params.batch_size)
     with _EXTRACTORS_LOCK:
         if key not in _EXTRACTORS:
-            model, spec = build_backbone(params.backbone, params.weights, params.image_size, seed)
-            # Dask's worker processes are daemonic and may not fork DataLoader workers; the
-            # worker processes themselves are the parallelism here.
-            loaders = 0 if multiprocessing.current_process().daemon else params.num_workers
-            extractor = FeatureExtractor(model, spec, params.device, params.batch_size, loaders)
-            if extractor.device_name == "cpu":
-                # One torch thread per Dask thread: the workers already share the cores.
-                torch.set_num_threads(_worker_threads())
+            engine = resolve_engine(params.engine, select_device(params.device).type)
+            # Dask's worker processes are daemonic and may not fork DataLoader workers (torch's
+            # num_workers); the ONNX engines' decode threads are threads and stay.
+            daemon = multiprocessing.current_process().daemon
+            decoders = 0 if engine == "torch" and daemon else params.num_workers
+            # One compute thread per Dask thread: the worker processes already share the cores.
+            threads = _worker_threads()
+            extractor, _ = build_extractor(params.backbone, params.weights, params.image_size, seed, engine=engine,
+                                           device=params.device, batch_size=params.batch_size, num_workers=decoders,
+                                           graph_cache=graph_cache, threads=threads)
+            if extractor.device_name == "cpu":  # torch on the CPU
+                torch.set_num_threads(threads)
             _EXTRACTORS[key] = extractor
         return _EXTRACTORS[key]
 

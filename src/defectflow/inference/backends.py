@@ -1,16 +1,21 @@
-"""Feature engines behind one call: a uint8 NHWC batch in, (N, dim) float32 features out.
+"""Model engines behind one call: a batch in, the graph's first output (the features) out.
 
+For featurization the batch is uint8 NHWC and the output (N, dim) float32 features:
 `TorchBackend` wraps the `FeatureExtractor` (CPU or CUDA, autocast, channels_last);
-`OnnxRuntimeBackend` and `OpenVinoBackend` run the exported graph (`inference.export`).
+`OnnxRuntimeBackend` and `OpenVinoBackend` run the exported backbone graph (`inference.export`).
 `outputs(batch)` gives every graph output in one run: the features, then the extra outputs
-(e.g. the anomaly head's patch vectors), named in `output_names`.
-All are safe to call from one thread at a time; ONNX Runtime and OpenVINO release the GIL while
+(e.g. the anomaly head's patch vectors), named in `output_names`. The edge bundle's runtime
+(`inference.bundle`) runs its whole graph (normalised NCHW float32 in, fail probability,
+decision and patch vectors out) on `OnnxRuntimeBackend` too, asking for outputs by name.
+All are safe to call from one thread at a time, `OnnxRuntimeBackend` from several at once (an
+ONNX Runtime session allows concurrent runs); ONNX Runtime and OpenVINO release the GIL while
 they compute, so decode threads keep working meanwhile.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,20 +69,24 @@ class TorchBackend:
 
 
 class OnnxRuntimeBackend:
-    """ONNX Runtime on the CPU provider (or CUDA/TensorRT when that build is installed and asked for)."""
+    """ONNX Runtime on the CPU provider (or CUDA/TensorRT when that build is installed and asked for).
+
+    `threads` intra-op threads (0: ONNX Runtime's default, one per core). `spinning=False` (the
+    featurizer's choice) lets idle intra-op threads sleep instead of burning the cores the decode
+    threads need between two batches; the bundle runtime keeps ONNX Runtime's default, spinning.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, graph: Path, threads: int, providers: list[str] | None = None):
+    def __init__(self, graph: Path, threads: int, providers: list[str] | None = None, *, spinning: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Without spinning, idle intra-op threads sleep instead of burning the cores the decode
-        # threads need between two batches.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(graph), options, providers=providers or ["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -85,8 +94,9 @@ class OnnxRuntimeBackend:
     def __call__(self, batch_nhwc: np.ndarray) -> np.ndarray:
         return self.session.run(self.output_names[:1], {self._input: np.ascontiguousarray(batch_nhwc)})[0]
 
-    def outputs(self, batch_nhwc: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self.output_names, {self._input: np.ascontiguousarray(batch_nhwc)})
+    def outputs(self, batch_nhwc: np.ndarray, names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """The graph outputs `names` (default: all, in `output_names` order) from one run."""
+        return self.session.run(list(names or self.output_names), {self._input: np.ascontiguousarray(batch_nhwc)})
 
 
 class OpenVinoBackend:

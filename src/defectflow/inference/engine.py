@@ -57,7 +57,7 @@ def build_extractor(backbone: str, weights: str | None, image_size: int, seed: i
                     device: str = "auto", batch_size: int = 32, num_workers: int = 2,
                     graph_cache: Path | None = None, quantization: str = "none",
                     calibration: tuple[Sequence[str], Sequence] | None = None,
-                    extra_outputs: Sequence[ExtraOutput] = ()):
+                    extra_outputs: Sequence[ExtraOutput] = (), threads: int | None = None):
     """A featurizer for the params: `FeatureExtractor` (torch) or `EngineExtractor` (ONNX graph).
 
     Returns (extractor, spec); `spec` is the key the features are stored under (INT8 features
@@ -65,6 +65,8 @@ def build_extractor(backbone: str, weights: str | None, image_size: int, seed: i
     `num_workers` is the DataLoader processes for torch and the decode threads for the others.
     `extra_outputs` become further outputs of an ONNX engine's graph (`EngineExtractor.batch_outputs`);
     the torch extractor ignores them (a head taps its modules with a forward hook instead).
+    `threads` is an ONNX engine's intra-op threads (default: every core this process may use; a
+    Dask worker passes its share); torch callers set torch's thread count themselves.
     """
     from defectflow.features.extract import FeatureExtractor, select_device
     from defectflow.inference.export import cached_backbone_graph
@@ -84,17 +86,18 @@ def build_extractor(backbone: str, weights: str | None, image_size: int, seed: i
                                   extra_outputs)
     if quantization == "int8":
         graph, spec = _int8(spec, graph, calibration, graph_cache)
-    return graph_extractor(chosen, graph, spec, torch_device.type, batch_size, num_workers), spec
+    return graph_extractor(chosen, graph, spec, torch_device.type, batch_size, num_workers, threads), spec
 
 
 def graph_extractor(engine: str, graph: Path, spec: BackboneSpec, device_type: str = "cpu", batch_size: int = 32,
-                    num_workers: int = 2):
-    """An `EngineExtractor` running `graph` with `engine` (onnxruntime | openvino)."""
+                    num_workers: int = 2, threads: int | None = None):
+    """An `EngineExtractor` running `graph` with `engine` (onnxruntime | openvino) on `threads`
+    intra-op threads (default: every core this process may use)."""
     from defectflow.features.extract import usable_cpus
     from defectflow.inference.backends import OnnxRuntimeBackend, graph_backend
     from defectflow.inference.pipeline import EngineExtractor
 
-    threads = usable_cpus()
+    threads = threads or usable_cpus()
     if engine == "onnxruntime" and device_type == "cuda":
         backend = OnnxRuntimeBackend(graph, threads, providers=_gpu_providers())
     else:

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from defectflow.edge.manifest import EdgeManifest
 from defectflow.errors import DefectflowError
+from defectflow.inference.bundle_manifest import EdgeManifest
 from defectflow.registry.names import DIGEST_TAG
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def _bundle(model_uri: str | None, bundle_dir: Path | None, target: Path, tracki
         EdgeManifest.read(bundle_dir).verify(bundle_dir)
         shutil.copytree(bundle_dir, target)
         return target
-    from defectflow.edge.export import export_bundle
+    from defectflow.registry.export import export_bundle
 
     export_bundle(model_uri, target, tracking_uri=tracking_uri)
     return target

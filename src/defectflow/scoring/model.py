@@ -71,7 +71,7 @@ def _registry_scorer(uri: str, tracking_uri: str | None) -> Scorer:
 
 
 def _edge_scorer(folder: Path) -> Scorer:
-    from defectflow.edge.manifest import BundleError, EdgeManifest
+    from defectflow.inference.bundle_manifest import BundleError, EdgeManifest
 
     try:
         manifest = EdgeManifest.read(folder)
@@ -79,7 +79,7 @@ def _edge_scorer(folder: Path) -> Scorer:
         raise ConfigError(f"model {folder}: {exc}") from None
 
     def load() -> Predictor:
-        from defectflow.edge.runtime import EdgeModel
+        from defectflow.inference.bundle import EdgeModel
 
         try:
             return EdgeModel(folder)

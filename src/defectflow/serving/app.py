@@ -31,9 +31,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import defectflow
-from defectflow.edge.images import ImageLimits, ImageRejected
-from defectflow.edge.runtime import EdgeModel
 from defectflow.errors import ConfigError
+from defectflow.inference.bundle import EdgeModel
+from defectflow.inference.images import ImageLimits, ImageRejected
 from defectflow.serving.auth import ApiKeyGate, require_api_key, uses_api_key
 from defectflow.serving.limits import BodySizeLimit
 from defectflow.serving.metrics import RequestMetrics, ServiceMetrics

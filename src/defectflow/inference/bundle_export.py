@@ -1,4 +1,8 @@
-"""Export a registered defectflow pyfunc to one ONNX graph for edge machines.
+"""The edge bundle's graph and files: a trained model (backbone + booster) as one ONNX graph.
+
+`registry.export.export_bundle` loads a registered model and hands it to `export_model`; the
+bundle's runtime is `inference.bundle`, its manifest `inference.bundle_manifest`, beside the
+featurizer's backbone exporter (`inference.export`).
 
 The graph is the headless CNN backbone (torch's TorchScript-based exporter) feeding the
 LightGBM trees (onnxmltools), merged into a single model, followed by two small nodes: take
@@ -30,7 +34,9 @@ import numpy as np
 from defectflow.anomaly.bundle import HEAD_FILE, manifest_record
 from defectflow.anomaly.taps import graph_tap
 from defectflow.atomic import write_bytes, write_json
-from defectflow.edge.manifest import (
+from defectflow.errors import ConfigError, DefectflowError
+from defectflow.hashing import sha256_file
+from defectflow.inference.bundle_manifest import (
     DECISION_OUTPUT,
     INPUT_NAME,
     MANIFEST_NAME,
@@ -39,15 +45,10 @@ from defectflow.edge.manifest import (
     BundleError,
     EdgeManifest,
 )
-from defectflow.errors import ConfigError, DefectflowError
-from defectflow.hashing import sha256_file
 from defectflow.inference.export import ExtraOutput, with_extra_outputs
 
 if TYPE_CHECKING:
     import onnx
-
-    from defectflow.registry.client import Registry
-    from defectflow.registry.names import ModelVersionRef
 
 log = logging.getLogger(__name__)
 
@@ -63,44 +64,35 @@ class ExportError(DefectflowError):
     """The model could not be exported, or the exported graph disagrees with the source model."""
 
 
-def export_bundle(model_uri: str, out_dir: Path, *, tracking_uri: str | None = None, check_batch: int = 4,
-                  seed: int = 0) -> dict[str, Any]:
-    """Export `model_uri` (models:/<name>@<alias> or models:/<name>/<version>) into `out_dir`.
+def export_model(backbone: Any, booster: Any, spec: dict[str, Any], threshold: float, out_dir: Path, *,
+                 identity: dict[str, str], metrics: dict[str, float], anomaly_head: Path | None = None,
+                 check_batch: int = 4, seed: int = 0) -> EdgeManifest:
+    """Write the bundle of a trained model into `out_dir`, replacing an earlier bundle there.
 
-    Writes model.onnx and manifest.json (last), replacing an earlier bundle in `out_dir`.
-    Before anything is written, the graph is run on `check_batch` random inputs and compared
-    with the torch backbone + LightGBM booster; a disagreement above SELF_CHECK_ATOL aborts.
+    `backbone` is the headless torch module, `booster` the LightGBM booster and `spec` the pyfunc's
+    spec (featurizer record, num_boost_round); `identity` names the model (model_name,
+    model_version, model_uri, run_id) and `metrics` are the AUCs the service reports. Before
+    anything is written, the graph is run on `check_batch` random inputs and compared with the
+    torch backbone + booster; a disagreement above SELF_CHECK_ATOL aborts.
     """
-    from defectflow.registry.client import Registry
-
-    if not model_uri.startswith("models:/"):
-        raise ConfigError(f"--model {model_uri!r}: export takes a registered model, models:/<name>@<alias> "
-                          "or models:/<name>/<version>")
-    registry = Registry(tracking_uri)
-    identity = registry.resolve(model_uri)  # the alias, pinned to a version
-    classifier = registry.load_model(identity).unwrap_python_model()
-    spec, featurizer = classifier.spec, classifier.spec["featurizer"]
-    backbone = classifier.backbone
-    booster = classifier.booster
+    featurizer = spec["featurizer"]
     num_rounds = int(spec.get("num_boost_round") or booster.current_iteration())
-    head = Path(classifier.anomaly_head) if classifier.anomaly_head else None
-    anomaly = manifest_record(head) if head else None
-
-    graph = build_graph(backbone, booster, num_rounds, featurizer["image_size"], featurizer["dim"],
-                        classifier.threshold, [graph_tap(anomaly["layer"])] if anomaly else [])
+    anomaly = manifest_record(anomaly_head) if anomaly_head else None
+    graph = build_graph(backbone, booster, num_rounds, featurizer["image_size"], featurizer["dim"], threshold,
+                        [graph_tap(anomaly["layer"])] if anomaly else [])
     max_diff = self_check(graph, backbone, booster, num_rounds, featurizer["image_size"], check_batch, seed)
-    run_id, metrics = _run_metrics(registry, identity)
     manifest_fields = dict(
-        model_name=identity.name, model_version=str(identity.version), model_uri=identity.uri, run_id=run_id,
-        backbone=featurizer["name"], feature_dim=int(featurizer["dim"]), image_size=int(featurizer["image_size"]),
-        mean=[float(v) for v in featurizer["mean"]], std=[float(v) for v in featurizer["std"]],
-        featurizer_id=str(featurizer.get("featurizer_id", "")), threshold=float(classifier.threshold),
-        metrics=metrics, parity_max_abs_diff=max_diff, opset=OPSET, exporter=_versions(), anomaly=anomaly,
+        **identity, backbone=featurizer["name"], feature_dim=int(featurizer["dim"]),
+        image_size=int(featurizer["image_size"]), mean=[float(v) for v in featurizer["mean"]],
+        std=[float(v) for v in featurizer["std"]], featurizer_id=str(featurizer.get("featurizer_id", "")),
+        threshold=float(threshold), metrics=metrics, parity_max_abs_diff=max_diff, opset=OPSET,
+        exporter=exporter_versions(), anomaly=anomaly,
     )
     manifest = write_bundle(graph.SerializeToString(), manifest_fields, Path(out_dir),
-                            {HEAD_FILE: head} if head else {})
-    log.info("exported %s v%s to %s (self-check max |Δp| = %.2e)", identity.name, identity.version, out_dir, max_diff)
-    return {"out_dir": str(out_dir), **manifest.to_dict()}
+                            {HEAD_FILE: anomaly_head} if anomaly_head else {})
+    log.info("exported %s v%s to %s (self-check max |Δp| = %.2e)", manifest.model_name, manifest.model_version,
+             out_dir, max_diff)
+    return manifest
 
 
 def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, feature_dim: int,
@@ -157,8 +149,10 @@ def _backbone_onnx(backbone: Any, image_size: int, extra_outputs: Sequence[Extra
     with warnings.catch_warnings():
         # The deprecation notice of the TorchScript exporter: chosen on purpose (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (dummy,), buf, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
-                          output_names=names, dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]})
+        # torch.onnx.export writes to a file object too; its annotation names only paths.
+        torch.onnx.export(model, (dummy,), buf, dynamo=False, opset_version=OPSET,  # type: ignore[arg-type]
+                          input_names=[INPUT_NAME], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]})
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -232,16 +226,8 @@ def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Pa
     return manifest
 
 
-def _run_metrics(registry: Registry, ref: ModelVersionRef) -> tuple[str, dict[str, float]]:
-    """The model version's run id and its AUC metrics (what /v1/model reports)."""
-    run_id = registry.client.get_model_version(ref.name, ref.version).run_id or ""
-    if not run_id:
-        return "", {}
-    metrics = registry.client.get_run(run_id).data.metrics
-    return run_id, {k: float(v) for k, v in sorted(metrics.items()) if "auc" in k.lower()}
-
-
-def _versions() -> dict[str, str]:
+def exporter_versions() -> dict[str, str]:
+    """The versions of the libraries that wrote the graph (recorded in the manifest)."""
     import lightgbm
     import onnx
     import onnxmltools

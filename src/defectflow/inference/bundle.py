@@ -1,8 +1,10 @@
 """Score images with an exported edge bundle using only onnxruntime, numpy and Pillow.
 
-No torch and no MLflow: this module is what edge machines and the serving container run. A
-bundle exported with the anomaly head also explains its scores (`explain_decoded`) from the
-same graph run.
+No torch and no MLflow: this module is what edge machines, the serving container and batch
+scoring of a bundle run. The bundle's graph runs on the inference core's ONNX Runtime backend
+(`inference.backends.OnnxRuntimeBackend`), its images go through the core's one image check
+(`inference.images`). A bundle exported with the anomaly head also explains its scores
+(`explain_decoded`) from the same graph run.
 An `EdgeModel` is safe to share between threads (onnxruntime sessions allow concurrent `run`).
 """
 
@@ -17,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from defectflow.anomaly.bundle import BundledHead, ImageExplanation
-from defectflow.edge.manifest import BundleError, EdgeManifest
+from defectflow.inference.backends import OnnxRuntimeBackend
+from defectflow.inference.bundle_manifest import BundleError, EdgeManifest
 from defectflow.inference.images import ImageLimits, decode_resized, to_input_tensor
 
 
@@ -28,20 +31,17 @@ class Prediction:
 
 
 class EdgeModel:
-    """The ONNX graph of a bundle plus the preprocessing its manifest describes."""
+    """The ONNX graph of a bundle (on the inference core's ONNX Runtime backend) plus the preprocessing
+    its manifest describes."""
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, intra_op_threads: int = 0,
                  limits: ImageLimits | None = None):
-        import onnxruntime as ort
-
         self.bundle_dir = Path(bundle_dir)
         self.manifest = EdgeManifest.read(self.bundle_dir)
         self.limits = limits or ImageLimits()
-        onnx_path = self.manifest.verify(self.bundle_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads  # 0 = one per core
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        # 0 threads = one per core. Spinning stays on (ONNX Runtime's default): a service scores one
+        # request's small batch at a time, and waking parked threads between ops would add latency.
+        self._backend = OnnxRuntimeBackend(self.manifest.verify(self.bundle_dir), intra_op_threads, spinning=True)
         self.anomaly = BundledHead(self.bundle_dir, self.manifest.anomaly) if self.manifest.anomaly else None
 
     @property
@@ -54,7 +54,7 @@ class EdgeModel:
 
     def predict_tensor(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the graph on a normalised NCHW float32 batch → (fail probabilities, is_fail booleans)."""
-        prob, is_fail = self._session.run(list(self.manifest.outputs), {self.manifest.input_name: batch})
+        prob, is_fail = self._backend.outputs(batch, self.manifest.outputs)
         return prob.astype(np.float64), is_fail.astype(bool)
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -77,8 +77,7 @@ class EdgeModel:
         if not resized:
             return []
         batch = to_input_tensor(resized, self.manifest.mean, self.manifest.std)
-        prob, is_fail, patches = self._session.run([*self.manifest.outputs, self.anomaly.output],
-                                                   {self.manifest.input_name: batch})
+        prob, is_fail, patches = self._backend.outputs(batch, [*self.manifest.outputs, self.anomaly.output])
         prob = prob.astype(np.float64)
         why = self.anomaly.explain(np.stack(resized), prob, self.manifest.threshold, patches)
         return [(Prediction(float(p), "fail" if f else "pass"), w)
@@ -97,7 +96,7 @@ class EdgeModel:
         predict_paths/predict_bytes instead)."""
         import pandas as pd
 
-        blobs = [v if isinstance(v, (bytes, bytearray)) else Path(v).read_bytes() for v in frame["image"]]
+        blobs = [bytes(v) if isinstance(v, (bytes, bytearray)) else Path(v).read_bytes() for v in frame["image"]]
         preds = self.predict_bytes(blobs)
         return pd.DataFrame({"fail_probability": [p.fail_probability for p in preds],
                              "decision": [p.decision for p in preds]})
