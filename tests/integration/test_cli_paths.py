@@ -1,7 +1,8 @@
 """The commands users run, end to end through the CLI on real models and services:
 `export`, `score` (registry model and bundle; idempotent re-run), `serve`, `monitor`, and the
 batch-scoring flow (flows/scoring.py) against the session's Prefect server on PostgreSQL.
-(`build-image` runs in test_batch_image.py and test_container_image.py.)"""
+(`build-image` runs in test_batch_image.py; the serving image is built by the training flow's container
+task in test_prefect_training.py.)"""
 
 from __future__ import annotations
 

@@ -82,18 +82,20 @@ def promote_task(run: StageRun, registration: dict[str, Any], decided_by: str) -
 def container_task(registration: dict[str, Any], tracking_uri: str) -> dict[str, Any] | None:
     """Build, smoke-test and push the serving image when a Docker engine is configured ($DOCKER_HOST).
 
-    The image registry comes from $DEFECTFLOW_IMAGE_REGISTRY (site configuration, like the
-    engine); without it the image is built and smoke-tested but not pushed.
+    The rest is site configuration too, so the flow's parameters stay the same on every site:
+    $DEFECTFLOW_IMAGE_REGISTRY (without it the image is built and smoke-tested but not pushed)
+    and $DEFECTFLOW_BASE_IMAGE (the FROM image; without it one is made with debootstrap).
     """
     logger = get_run_logger()
     if not os.environ.get("DOCKER_HOST"):
         logger.info("container: skipped (no Docker engine configured: set DOCKER_HOST to build and push the image)")
         return None
-    from defectflow.packaging.image import ship_model_image
+    from defectflow.packaging.image import BASE_FROM_DEBOOTSTRAP, ship_model_image
 
     registry = os.environ.get("DEFECTFLOW_IMAGE_REGISTRY")
     shipped = ship_model_image(repository=registration["model_name"], model_uri=registration["model_uri"],
-                               registry=registry, push=bool(registry), tracking_uri=tracking_uri)
+                               registry=registry, push=bool(registry), tracking_uri=tracking_uri,
+                               base_image=os.environ.get("DEFECTFLOW_BASE_IMAGE") or BASE_FROM_DEBOOTSTRAP)
     logger.info("container: %s%s", shipped.reference,
                 f" pushed as {shipped.pushed_reference}" if shipped.pushed_reference else " (not pushed: no registry)")
     return shipped.to_dict()
