@@ -1,5 +1,5 @@
 output "acr_login_server" {
-  description = "Registry for `defectflow build-image --push` (e.g. <this>/defectflow-service:model-v3)."
+  description = "Registry for `defectflow build-image --push` (the training flow pushes <this>/<model name>:v<N>, e.g. defectflow-classifier:v3)."
   value       = azurerm_container_registry.main.login_server
 }
 
