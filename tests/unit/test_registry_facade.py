@@ -79,6 +79,14 @@ def test_model_version_ref_names_and_keys():
     assert ModelVersionRef.from_key("name/") is None
 
 
+def test_each_image_kind_records_its_digest_under_its_own_tag():
+    from defectflow.packaging.image import KINDS
+    from defectflow.registry.names import DIGEST_TAG, digest_tag
+
+    assert digest_tag("service") == DIGEST_TAG  # what tools reading the service image's digest expect
+    assert len({digest_tag(kind) for kind in KINDS}) == len(KINDS)  # shipping a batch image keeps the service's
+
+
 def test_malformed_models_uri_is_a_config_error_before_mlflow_is_asked():
     with pytest.raises(ConfigError, match="malformed"):
         Registry("http://127.0.0.1:1").resolve("models:/name@alias/3")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from defectflow.errors import DefectflowError
 from defectflow.inference.bundle_manifest import EdgeManifest
-from defectflow.registry.names import DIGEST_TAG
+from defectflow.registry.names import digest_tag
 
 if TYPE_CHECKING:
     import docker
@@ -136,7 +136,7 @@ def ship_model_image(*, repository: str, model_uri: str | None = None, bundle_di
         timings["push_and_pull"] = time.perf_counter() - started
         result = _replace(result, digest=digest, pushed_reference=pushed)
         if model_uri is not None:
-            record_digest(manifest.model_name, manifest.model_version, pushed, tracking_uri)
+            record_digest(manifest.model_name, manifest.model_version, pushed, tracking_uri, kind)
     client.close()
     return _replace(result, seconds={k: round(v, 2) for k, v in timings.items()})
 
@@ -370,8 +370,10 @@ def verify_pull_by_digest(client: docker.DockerClient, pushed: str, image_id: st
         raise ImageBuildError(f"pulled {pushed} as {pulled.id}, but the built image is {image_id}")
 
 
-def record_digest(model_name: str, model_version: str, pushed: str, tracking_uri: str | None) -> None:
-    """Tag the model version with the pushed image (repo@sha256:…), so the registry says what ships it."""
+def record_digest(model_name: str, model_version: str, pushed: str, tracking_uri: str | None,
+                  kind: str = "service") -> None:
+    """Tag the model version with the pushed `kind` image (repo@sha256:…), so the registry says what
+    ships it; each kind has its own tag (registry.names.digest_tag)."""
     from defectflow.registry.client import Registry
 
-    Registry(tracking_uri).tag_version(model_name, model_version, {DIGEST_TAG: pushed})
+    Registry(tracking_uri).tag_version(model_name, model_version, {digest_tag(kind): pushed})

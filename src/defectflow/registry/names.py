@@ -22,8 +22,14 @@ MEAN_AUC_TAG = "mean_auc"
 THRESHOLD_TAG = "threshold"
 RUN_ID_TAG = "run_id"
 TRAINED_UNTIL_TAG = "trained_until"   # capture time of the newest image the model was trained on
-# Version tag set by packaging: the pushed container image, repo@sha256:…
+# Version tag set by packaging: the pushed container image, repo@sha256:… — the service image's;
+# other kinds add their kind (`container_image.batch`), so shipping one never overwrites another.
 DIGEST_TAG = "container_image"
+
+
+def digest_tag(kind: str) -> str:
+    """The model-version tag recording the pushed image of `kind` (packaging.image.KINDS)."""
+    return DIGEST_TAG if kind == "service" else f"{DIGEST_TAG}.{kind}"
 
 # Promotion history: one registered-model tag per decision, and the latest decision on each version.
 PROMOTION_LOG_TAG_PREFIX = "promotion.log."
