@@ -17,9 +17,11 @@ from pathlib import Path
 
 CONFIG = Path(__file__).with_name("config.json")
 RESULTS = Path(__file__).with_name("results")
-# The incremental case (c) goes first: it times a torch loader's worker start-up, which is slower
-# once an earlier case has loaded OpenVINO in this process (features/extract.py, _worker_start_method).
-ALL_CASES = ("c", "ab", "d", "e", "memory", "profile")
+# The cases that start processes (c: torch loader workers, memory: a child per size) run before the
+# first OpenVINO case: forking this process once OpenVINO's thread pool runs segfaulted it (2 of 2
+# full runs; features/extract.py, _worker_start_method), and a worker start-up from a forkserver
+# instead would distort c's timing.
+ALL_CASES = ("c", "memory", "ab", "d", "e", "profile")
 
 
 def load_profile(name: str, overrides: list[str], config: Path = CONFIG) -> dict:
