@@ -32,6 +32,7 @@ BUNDLE_ATOL = 1e-4
 class AsFeatureModel:
     model_uri: str
     tracking_uri: str
+    artifacts: Path  # what registry.register logs (the folder `defectflow explain --model` also takes)
     images: list[Path]
     reference: np.ndarray  # fail probabilities of the booster on the train stage's features of `images`
     threshold: float
@@ -96,8 +97,8 @@ def as_feature_model(defect_model, tmp_path_factory) -> AsFeatureModel:
     with mlflow.start_run(experiment_id=experiment.experiment_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=DefectClassifier(), artifacts=artifacts,
                                        pip_requirements=pip_requirements(), registered_model_name=name)
-    return AsFeatureModel(f"models:/{name}/{info.registered_model_version}", defect_model.tracking_uri, images,
-                          reference, threshold)
+    return AsFeatureModel(f"models:/{name}/{info.registered_model_version}", defect_model.tracking_uri, root,
+                          images, reference, threshold)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,14 @@ def test_the_pyfunc_scores_with_the_torch_extractor_too(as_feature_model):
                                             batch_size=7, num_workers=0)
     got = classifier.predict(None, [str(p) for p in as_feature_model.images[:10]])
     np.testing.assert_allclose(got["fail_probability"], as_feature_model.reference[:10], rtol=0, atol=PYFUNC_ATOL)
+
+
+def test_defectflow_explain_scores_like_the_train_stage(as_feature_model):
+    from defectflow.anomaly.explain import Explainer
+
+    explained = Explainer.from_artifacts(as_feature_model.artifacts).explain([str(p) for p in as_feature_model.images])
+    np.testing.assert_allclose([e.fail_probability for e in explained], as_feature_model.reference, rtol=0,
+                               atol=PYFUNC_ATOL)
 
 
 def test_the_score_column_matters(as_feature_model):
