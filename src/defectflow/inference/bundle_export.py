@@ -64,9 +64,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPSET = 15  # highest opset the onnxmltools LightGBM converter targets
-FEATURES = FEATURES_OUTPUT
 TREES_PREFIX = "trees/"
-TREES_INPUT = f"{TREES_PREFIX}{FEATURES}"
+TREES_INPUT = f"{TREES_PREFIX}{FEATURES_OUTPUT}"
 # Self-check tolerance on fail probabilities between torch+LightGBM and the exported graph.
 # ONNX Runtime's conv kernels and float32 tree sums differ from torch/LightGBM in the last bits.
 SELF_CHECK_ATOL = 1e-4
@@ -134,9 +133,9 @@ def build_graph(backbone: Any, booster: Any, num_rounds: int, image_size: int, f
     from onnx import compose
 
     cnn = _backbone_onnx(backbone, image_size, extra_outputs)
-    extras = [o for o in cnn.graph.output if o.name != FEATURES]
+    extras = [o for o in cnn.graph.output if o.name != FEATURES_OUTPUT]
     trees = _decision_trees(booster, num_rounds, feature_dim, threshold, cnn.ir_version)
-    merged = compose.merge_models(cnn, trees, io_map=[(FEATURES, TREES_INPUT)],
+    merged = compose.merge_models(cnn, trees, io_map=[(FEATURES_OUTPUT, TREES_INPUT)],
                                   outputs=[PROBABILITY_OUTPUT, DECISION_OUTPUT, *(o.name for o in extras)])
     # The documented order: the decision outputs first, then the backbone's extra outputs.
     by_name = {o.name: o for o in merged.graph.output}
@@ -208,7 +207,7 @@ def _backbone_onnx(backbone: Any, image_size: int, extra_outputs: Sequence[Extra
 
     model = copy.deepcopy(backbone).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
     model = with_extra_outputs(model, extra_outputs)
-    names = [FEATURES, *(o.name for o in extra_outputs)]
+    names = [FEATURES_OUTPUT, *(o.name for o in extra_outputs)]
     dummy = torch.zeros(1, 3, image_size, image_size)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -231,7 +230,7 @@ def _trees_onnx(booster: Any, num_rounds: int, feature_dim: int) -> onnx.ModelPr
     if trimmed.num_feature() != feature_dim:
         raise ExportError(f"the booster expects {trimmed.num_feature()} features but the bundle would feed it "
                           f"{feature_dim} (the backbone's, plus the anomaly score for an anomaly.as_feature model)")
-    return convert_lightgbm(trimmed, initial_types=[(FEATURES, FloatTensorType([None, feature_dim]))],
+    return convert_lightgbm(trimmed, initial_types=[(FEATURES_OUTPUT, FloatTensorType([None, feature_dim]))],
                             target_opset=OPSET, zipmap=False)
 
 
