@@ -2,9 +2,10 @@
 
 The export writes the head training fitted (`anomaly.npz`) beside model.onnx and gives the graph
 the tapped layer's patch vectors as one more output (`taps.graph_tap`); the manifest's `anomaly`
-record (`manifest_record`) names both. `BundledHead.explain` turns that output into each image's
-anomaly score, novelty verdict and overlay PNG. Only numpy and Pillow, like the rest of the
-edge runtime: this runs in the serving container.
+record (`manifest_record`) names both. `BundledHead.patch_scores` turns that output into patch
+anomaly values (which a split bundle's trees also need: their booster takes the image's score as
+a feature), `BundledHead.explain` those into each image's anomaly score, novelty verdict and
+overlay PNG. Only numpy and Pillow, like the rest of the edge runtime: this runs in the serving container.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from defectflow.anomaly.inputs import takes_score
 from defectflow.anomaly.maps import anomaly_maps, image_scores
 from defectflow.anomaly.models import load_model
 from defectflow.anomaly.novelty import decide
@@ -35,10 +37,12 @@ class ImageExplanation:
 
 
 def manifest_record(head_path: Path) -> dict[str, Any]:
-    """What an edge manifest says about the head at `head_path`: its file, checksum, graph output, threshold."""
+    """What an edge manifest says about the head at `head_path`: its file, checksum, graph output, threshold,
+    and whether the booster takes its score as a feature (`as_feature`: the bundle is split, see bundle_manifest)."""
     _, meta = load_model(head_path)
     return {"file": HEAD_FILE, "sha256": sha256_file(head_path), "output": graph_tap(meta["layer"]).name,
-            "layer": meta["layer"], "method": meta["method"], "novelty_threshold": float(meta["threshold"])}
+            "layer": meta["layer"], "method": meta["method"], "novelty_threshold": float(meta["threshold"]),
+            "as_feature": takes_score(meta)}
 
 
 class BundledHead:
@@ -50,11 +54,14 @@ class BundledHead:
         self.novelty_threshold = float(record["novelty_threshold"])
         self.model, _ = load_model(Path(bundle_dir) / record["file"])
 
+    def patch_scores(self, patches: np.ndarray) -> np.ndarray:
+        """The graph's (n, P, C) patch vectors → (n, P) patch anomaly values."""
+        return self.model.patch_scores(np.asarray(patches, dtype=np.float32))
+
     def explain(self, pixels: np.ndarray, p_fail: np.ndarray, threshold: float,
-                patches: np.ndarray) -> list[ImageExplanation]:
-        """Per image: `pixels` (n, S, S, 3) uint8 model inputs, their fail probabilities and the
-        graph's (n, P, C) patch vectors → score, novelty verdict and overlay."""
-        patch_scores = self.model.patch_scores(np.asarray(patches, dtype=np.float32))
+                patch_scores: np.ndarray) -> list[ImageExplanation]:
+        """Per image: `pixels` (n, S, S, 3) uint8 model inputs, their fail probabilities and their
+        (n, P) `patch_scores` → score, novelty verdict and overlay."""
         scores = image_scores(patch_scores)
         maps = anomaly_maps(patch_scores, pixels.shape[1])
         _, reasons = decide(p_fail, threshold, scores, self.novelty_threshold)

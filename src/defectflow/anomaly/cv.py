@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from defectflow.anomaly.inputs import booster_input
 from defectflow.anomaly.maps import image_scores
 from defectflow.anomaly.models import PatchModel, fit_patch_model, save_model
 from defectflow.anomaly.store import PatchStore
@@ -97,8 +98,7 @@ class WindowAnomaly:
         column = np.full(len(X), np.nan)
         column[self.window] = self.window_scores
         column[test] = self.cv.scores(self.model, test)
-        X_out = np.column_stack([X, column.astype(X.dtype)]) if self.cv.params.as_feature else X
-        return X_out, column
+        return booster_input(X, column if self.cv.params.as_feature else None), column
 
     def annotate(self, part: pd.DataFrame, test_scores: np.ndarray) -> pd.DataFrame:
         """Add the novelty columns to a fold's out-of-fold rows."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from defectflow.anomaly.inputs import booster_input, takes_score
 from defectflow.anomaly.maps import anomaly_maps, image_scores
 from defectflow.anomaly.models import PatchModel, load_model
 from defectflow.anomaly.novelty import decide
@@ -81,9 +82,8 @@ class Explainer:
                 feats = self.extractor.forward_uint8(torch.from_numpy(pixels))
                 patch_scores = self.head.patch_scores(tap.take(len(sources)).astype(np.float32))
             scores, maps = image_scores(patch_scores), anomaly_maps(patch_scores, size)
-            if self.head_meta["as_feature"]:
-                feats = np.column_stack([feats, scores.astype(feats.dtype)])
-        p = self.booster.predict(feats, num_iteration=self.spec["num_boost_round"])
+        X = booster_input(feats, scores if takes_score(self.head_meta) else None)
+        p = self.booster.predict(X, num_iteration=self.spec["num_boost_round"])
         novelty = None if self.head_meta is None else float(self.head_meta["threshold"])
         decisions, reasons = decide(p, float(self.spec["threshold"]), scores, novelty)
         return [Explanation(str(src), float(p[i]), decisions[i], reasons[i],

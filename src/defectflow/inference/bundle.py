@@ -4,7 +4,9 @@ No torch and no MLflow: this module is what edge machines, the serving container
 scoring of a bundle run. The bundle's graph runs on the inference core's ONNX Runtime backend
 (`inference.backends.OnnxRuntimeBackend`), its images go through the core's one image check
 (`inference.images`). A bundle exported with the anomaly head also explains its scores
-(`explain_decoded`) from the same graph run.
+(`explain_decoded`) from the same graph run. A split bundle (its booster takes the anomaly score:
+bundle_manifest) runs model.onnx, scores the patch vectors with the bundled head and runs the
+trees graph on the features plus that score (`GraphRun`).
 An `EdgeModel` is safe to share between threads (onnxruntime sessions allow concurrent `run`).
 """
 
@@ -19,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from defectflow.anomaly.bundle import BundledHead, ImageExplanation
+from defectflow.anomaly.inputs import booster_input
+from defectflow.anomaly.maps import image_scores
 from defectflow.inference.backends import OnnxRuntimeBackend
-from defectflow.inference.bundle_manifest import BundleError, EdgeManifest
+from defectflow.inference.bundle_manifest import FEATURES_OUTPUT, BundleError, EdgeManifest
 from defectflow.inference.images import ImageLimits, decode_resized, to_input_tensor
 
 
@@ -28,6 +32,45 @@ from defectflow.inference.images import ImageLimits, decode_resized, to_input_te
 class Prediction:
     fail_probability: float
     decision: str  # 'pass' | 'fail'
+
+
+class GraphRun:
+    """A bundle's graph run: `graph` alone, or for a split bundle (`trees` given) `graph` → the head's
+    patch scores → `trees` on booster_input(features, image scores). The export's self-check runs it too."""
+
+    def __init__(self, graph: Path, outputs: Sequence[str], *, trees: Path | None = None,
+                 head: BundledHead | None = None, threads: int = 0):
+        # Spinning stays on (ONNX Runtime's default): a service scores one request's small batch at a
+        # time, and waking parked threads between ops would add latency.
+        self._graph = OnnxRuntimeBackend(graph, threads, spinning=True)
+        self.outputs = list(outputs)
+        self._split: tuple[OnnxRuntimeBackend, BundledHead] | None = None
+        if trees is not None:
+            if head is None:
+                raise BundleError(f"{trees} takes the anomaly score as a feature: it needs the anomaly head")
+            self._split = (OnnxRuntimeBackend(trees, threads, spinning=True), head)
+
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A normalised NCHW float32 batch → (fail probabilities float64, is_fail booleans)."""
+        if self._split is None:
+            prob, is_fail = self._graph.outputs(batch, self.outputs)
+            return prob.astype(np.float64), is_fail.astype(bool)
+        prob, is_fail, _ = self._split_run(batch, *self._split)
+        return prob, is_fail
+
+    def explain(self, batch: np.ndarray, head: BundledHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`predict`, and `head`'s (n, P) patch scores of the same run."""
+        if self._split is not None:
+            return self._split_run(batch, *self._split)
+        prob, is_fail, patches = self._graph.outputs(batch, [*self.outputs, head.output])
+        return prob.astype(np.float64), is_fail.astype(bool), head.patch_scores(patches)
+
+    def _split_run(self, batch: np.ndarray, trees: OnnxRuntimeBackend,
+                   head: BundledHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        features, patches = self._graph.outputs(batch, [FEATURES_OUTPUT, head.output])
+        patch_scores = head.patch_scores(patches)
+        prob, is_fail = trees.outputs(booster_input(features, image_scores(patch_scores)), self.outputs)
+        return prob.astype(np.float64), is_fail.astype(bool), patch_scores
 
 
 class EdgeModel:
@@ -39,10 +82,11 @@ class EdgeModel:
         self.bundle_dir = Path(bundle_dir)
         self.manifest = EdgeManifest.read(self.bundle_dir)
         self.limits = limits or ImageLimits()
-        # 0 threads = one per core. Spinning stays on (ONNX Runtime's default): a service scores one
-        # request's small batch at a time, and waking parked threads between ops would add latency.
-        self._backend = OnnxRuntimeBackend(self.manifest.verify(self.bundle_dir), intra_op_threads, spinning=True)
+        graph = self.manifest.verify(self.bundle_dir)
         self.anomaly = BundledHead(self.bundle_dir, self.manifest.anomaly) if self.manifest.anomaly else None
+        trees = self.bundle_dir / self.manifest.trees["file"] if self.manifest.trees else None
+        # 0 threads = one per core.
+        self._run = GraphRun(graph, self.manifest.outputs, trees=trees, head=self.anomaly, threads=intra_op_threads)
 
     @property
     def name(self) -> str:
@@ -53,9 +97,8 @@ class EdgeModel:
         return self.manifest.model_version
 
     def predict_tensor(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the graph on a normalised NCHW float32 batch → (fail probabilities, is_fail booleans)."""
-        prob, is_fail = self._backend.outputs(batch, self.manifest.outputs)
-        return prob.astype(np.float64), is_fail.astype(bool)
+        """Run the graph(s) on a normalised NCHW float32 batch → (fail probabilities, is_fail booleans)."""
+        return self._run.predict(batch)
 
     def decode(self, data: bytes) -> np.ndarray:
         """One encoded image → resized HWC uint8 (raises ImageRejected); cheap to call per upload."""
@@ -77,11 +120,9 @@ class EdgeModel:
         if not resized:
             return []
         batch = to_input_tensor(resized, self.manifest.mean, self.manifest.std)
-        prob, is_fail, patches = self._backend.outputs(batch, [*self.manifest.outputs, self.anomaly.output])
-        prob = prob.astype(np.float64)
-        why = self.anomaly.explain(np.stack(resized), prob, self.manifest.threshold, patches)
-        return [(Prediction(float(p), "fail" if f else "pass"), w)
-                for p, f, w in zip(prob, is_fail.astype(bool), why, strict=True)]
+        prob, is_fail, patch_scores = self._run.explain(batch, self.anomaly)
+        why = self.anomaly.explain(np.stack(resized), prob, self.manifest.threshold, patch_scores)
+        return [(Prediction(float(p), "fail" if f else "pass"), w) for p, f, w in zip(prob, is_fail, why, strict=True)]
 
     def predict_bytes(self, blobs: Sequence[bytes]) -> list[Prediction]:
         """Decode and score encoded images; raises ImageRejected for the first unusable one."""

@@ -1,9 +1,15 @@
 """The edge bundle's manifest: what model the ONNX file is, how to feed it, and its checksum.
 
 A bundle is a folder with `model.onnx` and `manifest.json` (and `anomaly.npz` when the model has
-the anomaly head: its `anomaly` record says which graph output feeds it). The manifest is written
-last, so a folder without one is an incomplete export; the sha256s let an edge machine prove the
-graph (and head) it runs are the ones that were exported.
+the anomaly head: its `anomaly` record says which graph output feeds it). A model whose booster
+takes the anomaly score as a feature (`anomaly.as_feature`) is split in two graphs: model.onnx is
+then the backbone (features and patch vectors out) and `trees.onnx` the trees and the threshold
+on the features plus the score the runtime computes between them (the manifest's `trees` record).
+The manifest is written last, so a folder without one is an incomplete export; the sha256s let an
+edge machine prove the graphs (and head) it runs are the ones that were exported.
+
+Format versions: 1 is one graph; 2 adds the optional `trees` record. Version 1 bundles are read
+as they are (no `trees`: one graph), so bundles exported before the split keep working.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from defectflow.hashing import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+TREES_NAME = "trees.onnx"
+FEATURES_OUTPUT = "features"  # model.onnx's pooled features in a split bundle
 INPUT_NAME = "pixels"
 PROBABILITY_OUTPUT = "fail_probability"
 DECISION_OUTPUT = "is_fail"
@@ -50,6 +59,9 @@ class EdgeManifest:
     parity_max_abs_diff: float | None = None
     exporter: dict[str, str] = field(default_factory=dict)
     anomaly: dict[str, Any] | None = None  # defectflow.anomaly.bundle.manifest_record; None: no anomaly head
+    # Split bundle (the booster takes the anomaly score): {"file", "sha256", "input", "n_features"} of
+    # trees.onnx; None: model.onnx gives the outputs itself.
+    trees: dict[str, Any] | None = None
     onnx_file: str = ONNX_NAME
     input_name: str = INPUT_NAME
     outputs: tuple[str, str] = (PROBABILITY_OUTPUT, DECISION_OUTPUT)
@@ -67,18 +79,23 @@ class EdgeManifest:
             raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}: it is not an edge bundle, or its export "
                               "did not finish; run `defectflow export` again")
         raw = json.loads(path.read_text())
-        if raw.get("format_version") != FORMAT_VERSION:
+        if raw.get("format_version") not in READABLE_VERSIONS:
             raise BundleError(f"{path} has format_version {raw.get('format_version')!r}; this defectflow "
-                              f"reads version {FORMAT_VERSION}")
+                              f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         raw["outputs"] = tuple(raw.get("outputs", cls.outputs))
         return cls(**raw)
 
     def verify(self, bundle_dir: Path) -> Path:
-        """Return the ONNX path after checking its sha256 (and the anomaly head's) against the manifest."""
+        """Return the ONNX path after checking its sha256 (and the trees graph's and anomaly head's) against
+        the manifest."""
         onnx_path = Path(bundle_dir) / self.onnx_file
         _check_file(onnx_path, self.onnx_sha256)
-        if self.anomaly is not None:
-            _check_file(Path(bundle_dir) / self.anomaly["file"], self.anomaly["sha256"])
+        for record in (self.anomaly, self.trees):
+            if record is not None:
+                _check_file(Path(bundle_dir) / record["file"], record["sha256"])
+        if self.trees is not None and self.anomaly is None:
+            raise BundleError(f"{bundle_dir}: its trees graph takes the anomaly score, but the manifest has no "
+                              "anomaly head to compute it; export the model again")
         return onnx_path
 
 

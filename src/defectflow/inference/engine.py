@@ -107,11 +107,13 @@ def graph_extractor(engine: str, graph: Path, spec: BackboneSpec, device_type: s
 
 
 def extractor_for_model(model, spec: BackboneSpec, engine: str = "auto", device: str = "auto", batch_size: int = 32,
-                        num_workers: int = 0, graph_cache: Path | None = None):
+                        num_workers: int = 0, graph_cache: Path | None = None,
+                        extra_outputs: Sequence[ExtraOutput] = ()):
     """The extractor for an already built headless backbone (the pyfunc's), in the engine `auto` picks.
 
     The graph is exported into `graph_cache` on first use; where that folder cannot be written (a
-    read-only container), into a temporary folder for this process.
+    read-only container), into a temporary folder for this process. `extra_outputs` as in
+    `build_extractor` (the anomaly head's `taps.graph_tap`, for a booster that takes the score).
     """
     import tempfile
 
@@ -125,9 +127,10 @@ def extractor_for_model(model, spec: BackboneSpec, engine: str = "auto", device:
     cache = Path(graph_cache or default_cache_dir())
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        graph = cached_backbone_graph(spec, lambda: model, cache)
+        graph = cached_backbone_graph(spec, lambda: model, cache, extra_outputs)
     except OSError:
-        graph = cached_backbone_graph(spec, lambda: model, Path(tempfile.mkdtemp(prefix="defectflow-graphs-")))
+        graph = cached_backbone_graph(spec, lambda: model, Path(tempfile.mkdtemp(prefix="defectflow-graphs-")),
+                                      extra_outputs)
     return graph_extractor(chosen, graph, spec, torch_device.type, batch_size, num_workers)
 
 
