@@ -44,6 +44,7 @@ def test_manifest_describes_the_model_and_checksums_the_graph(defect_model, edge
     assert manifest.onnx_sha256 == sha256_file(edge_bundle / ONNX_NAME)
     assert "mean_auc" in manifest.metrics and manifest.run_id
     assert manifest.parity_max_abs_diff is not None and manifest.parity_max_abs_diff <= 1e-4
+    assert manifest.format_version == 1 and manifest.trees is None  # one graph: readable by pre-split runtimes
     assert sorted(p.name for p in edge_bundle.iterdir()) == [MANIFEST_NAME, ONNX_NAME]
 
 

@@ -48,6 +48,7 @@ from defectflow.inference.bundle import GraphRun
 from defectflow.inference.bundle_manifest import (
     DECISION_OUTPUT,
     FEATURES_OUTPUT,
+    FORMAT_VERSION,
     INPUT_NAME,
     MANIFEST_NAME,
     ONNX_NAME,
@@ -283,7 +284,10 @@ def write_bundle(onnx_bytes: bytes, manifest_fields: dict[str, Any], out_dir: Pa
         extra_files = extra_files or {}
         for name, source in extra_files.items():
             write_bytes(staging / name, Path(source).read_bytes())
-        manifest = EdgeManifest(**manifest_fields, onnx_sha256=sha256_file(staging / ONNX_NAME),
+        # The lowest format version that describes the bundle: a one-graph bundle stays version 1, so
+        # edge machines still running a defectflow from before the split keep reading it.
+        version = FORMAT_VERSION if manifest_fields.get("trees") else 1
+        manifest = EdgeManifest(**manifest_fields, onnx_sha256=sha256_file(staging / ONNX_NAME), format_version=version,
                                 created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         write_json(staging / MANIFEST_NAME, manifest.to_dict())
         EdgeManifest.read(staging).verify(staging)
