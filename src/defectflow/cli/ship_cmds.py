@@ -12,8 +12,10 @@ from defectflow.cli.common import add_run_args, emit, load_params, resolve_dirs
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a registered model to one ONNX graph + manifest for edge machines",
-                       description="Writes DIR/model.onnx (backbone + LightGBM trees + threshold in one graph) and "
-                                   "DIR/manifest.json (model version, input size, mean/std, threshold, sha256). "
+                       description="Writes DIR/model.onnx (backbone + LightGBM trees + threshold in one graph; for a "
+                                   "model trained with anomaly.as_feature the trees go to DIR/trees.onnx and the "
+                                   "bundled head scores between them) and DIR/manifest.json (model version, input "
+                                   "size, mean/std, threshold, sha256s). "
                                    "Scoring it needs only onnxruntime, numpy and Pillow (defectflow.inference.bundle).")
     add_run_args(p, data=False)
     p.add_argument("--model", required=True, help="models:/<name>@<alias> or models:/<name>/<version>")
