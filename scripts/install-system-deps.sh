@@ -29,6 +29,8 @@ if [ "$level" = full ]; then
   command -v kubectl >/dev/null 2>&1 || need kubernetes-client  # `kubectl kustomize` checks infra/k8s
   # Ubuntu's "chromium" is a snap wrapper that does not run without snapd; Debian's is the real browser.
   if grep -qi '^ID=debian' /etc/os-release; then need chromium; fi
+  # Playwright drives the browser through the Node.js it bundles, which links libatomic.so.1.
+  need libatomic1
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
