@@ -136,23 +136,27 @@ def run_step(api, container_id: str, step: Step, logs: Path) -> dict:
     log = logs / f"{step.name}.log"
     result = {"name": step.name, "command": step.command, "exit_code": code, "duration_s": duration,
               "log": str(log.relative_to(REPO))}
-    if code != 0:
-        result["log_tail"] = log.read_text(errors="replace").splitlines()[-25:]
     if step.junit and (logs / f"{step.name}.xml").exists():
         result["tests"] = junit_counts(logs / f"{step.name}.xml")
+    elif code != 0:
+        result["log_tail"] = log.read_text(errors="replace").splitlines()[-25:]
     print(f"[bare-machine] {step.name}: exit {code} in {duration} s", flush=True)
     return result
 
 
 def junit_counts(path: Path) -> dict:
-    """Passed/failed/errors/skipped from pytest's JUnit XML, and the ids of the tests that did not pass."""
+    """Passed/failed/errors/skipped from pytest's JUnit XML, and each test that did not pass with its message."""
     suite = ET.parse(path).getroot()
     suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
     assert suite is not None, f"no testsuite in {path}"
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    counts["not_passed"] = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
-                            if case.find("failure") is not None or case.find("error") is not None]
+    counts["not_passed"] = {}
+    for case in suite.iter("testcase"):
+        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if problem is not None:
+            test = f"{case.get('classname')}::{case.get('name')}".lstrip(":")
+            counts["not_passed"][test] = (problem.get("message") or "").strip()[:400]
     return counts
 
 
@@ -170,7 +174,7 @@ def inventory(container, before: dict[str, str], deps_log: Path) -> dict:
     for what, command in {"python3": "python3 --version", "node": "node --version", "npm": "npm --version",
                           "azurite": "node -p \"require('./node_modules/azurite/package.json').version\"",
                           "chromium": "chromium --version", "initdb": "ls /usr/lib/postgresql/*/bin/initdb",
-                          "kubectl": "kubectl version --client 2>/dev/null | head -1",
+                          "kubectl": "kubectl version --client -o yaml | grep gitVersion",
                           "docker": "dockerd --version", "pip": ".venv/bin/pip --version"}.items():
         with contextlib.suppress(RuntimeError):
             versions[what] = sh(container, command).strip()
@@ -249,7 +253,8 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {s['name']} | `{s['command']}` | {s['exit_code']} | {s['duration_s'] / 60:.1f} | {counts} |")
     for s in result["steps"]:
         if s.get("tests", {}).get("not_passed"):
-            lines += ["", f"Not passed ({s['name']}): " + ", ".join(f"`{t}`" for t in s["tests"]["not_passed"])]
+            lines += ["", f"Not passed ({s['name']}; whole output in {s['log']}):", ""]
+            lines += [f"- `{t}`: {why.splitlines()[0] if why else ''}" for t, why in s["tests"]["not_passed"].items()]
         if "log_tail" in s:
             lines += ["", f"{s['name']} failed; end of {s['log']}:", "```", *s["log_tail"], "```"]
     inst = result.get("installed")
@@ -273,14 +278,19 @@ def to_markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bare_machine", description=__doc__.splitlines()[0])
     p.add_argument("--integration", nargs="+", default=list(INTEGRATION_TESTS),
-                   help="integration test files to run in the container (default: those needing no Docker engine)")
+                   help="integration test files to run in the container (default: some per service installed)")
+    p.add_argument("--all-integration", action="store_true",
+                   help="run every integration test except those needing a Docker engine (about 15 more minutes)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    result = check(tuple(args.integration))
+    integration = tuple(args.integration)
+    if args.all_integration:
+        integration = ("tests", *(f"--ignore={test}" for test in NEEDS_DOCKER_ENGINE))
+    result = check(integration)
     write_result(args.out, f"bare-machine-{datetime.now(UTC):%Y-%m-%d}", result, to_markdown(result))
     print(to_markdown(result))
     failed = [s for s in result["steps"] if s["exit_code"] != 0]
-    return 1 if failed or len(result["steps"]) < len(steps(tuple(args.integration))) else 0
+    return 1 if failed or len(result["steps"]) < len(steps(integration)) else 0
 
 
 if __name__ == "__main__":
