@@ -26,7 +26,9 @@ if [ "$level" = full ]; then
   # Node.js/npm and PostgreSQL may come from elsewhere (NodeSource, PGDG): what counts is the commands.
   command -v npm >/dev/null 2>&1 || { need nodejs; need npm; }
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need postgresql
-  command -v kubectl >/dev/null 2>&1 || need kubernetes-client  # `kubectl kustomize` checks infra/k8s
+  # `kubectl kustomize` checks infra/k8s. Debian 12's kubernetes-client is kubectl 1.20, whose kustomize
+  # rejects the `labels:` field there (json: unknown field "labels"): that test needs a newer kubectl.
+  command -v kubectl >/dev/null 2>&1 || need kubernetes-client
   # Ubuntu's "chromium" is a snap wrapper that does not run without snapd; Debian's is the real browser.
   if grep -qi '^ID=debian' /etc/os-release; then need chromium; fi
   # Playwright drives the browser through the Node.js it bundles, which links libatomic.so.1.
