@@ -1,4 +1,4 @@
-"""Do the README's commands work on a bare Debian 12? `python -m bench.bare_machine` (as root, 20-40 min).
+"""Do the README's commands work on a bare Debian 12? `python -m bench.bare_machine` (root; ~10 min, 2 cores).
 
 Makes a Debian 12 minbase root filesystem with debootstrap from the host's apt mirror (plus git, which a user
 needed to clone the repo: no python3-venv, Node.js, PostgreSQL, make or CA certificates), imports it into a
@@ -6,7 +6,8 @@ throwaway Docker engine (the test suite's own, tests/fixtures/docker_engine.py),
 network, root) runs on HEAD of this checkout (`git archive`): `bash scripts/install-system-deps.sh`,
 `make setup`, the unit tests, then the integration tests that need the system packages but no Docker engine.
 Writes what was installed, each step's duration and the pass/fail counts to
-bench/results/bare-machine-<date>.{json,md}; each step's full log goes to work/bare-machine/<time>/.
+bench/results/bare-machine-<date>.{json,md}; each step's full log goes to work/bare-machine/<time>/ (not
+committed). `--all-integration` runs every integration test but the Docker-engine ones (~25 min in all).
 
 The container reaches PyPI and npm the way this host does: the host's pip settings (wheel folders and file://
 indexes on its disk, mounted read-only, and its constraints) stand for PyPI, and pip and Node.js trust the
@@ -253,7 +254,7 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {s['name']} | `{s['command']}` | {s['exit_code']} | {s['duration_s'] / 60:.1f} | {counts} |")
     for s in result["steps"]:
         if s.get("tests", {}).get("not_passed"):
-            lines += ["", f"Not passed ({s['name']}; whole output in {s['log']}):", ""]
+            lines += ["", f"Not passed ({s['name']}; whole output in {s['log']} on the machine that ran it):", ""]
             lines += [f"- `{t}`: {why.splitlines()[0] if why else ''}" for t, why in s["tests"]["not_passed"].items()]
         if "log_tail" in s:
             lines += ["", f"{s['name']} failed; end of {s['log']}:", "```", *s["log_tail"], "```"]
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--integration", nargs="+", default=list(INTEGRATION_TESTS),
                    help="integration test files to run in the container (default: some per service installed)")
     p.add_argument("--all-integration", action="store_true",
-                   help="run every integration test except those needing a Docker engine (about 15 more minutes)")
+                   help="run every integration test except those needing a Docker engine (~15 more minutes)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     integration = tuple(args.integration)
