@@ -26,8 +26,8 @@ if [ "$level" = full ]; then
   # Node.js/npm and PostgreSQL may come from elsewhere (NodeSource, PGDG): what counts is the commands.
   command -v npm >/dev/null 2>&1 || { need nodejs; need npm; }
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need postgresql
-  # `kubectl kustomize` checks infra/k8s. Debian 12's kubernetes-client is kubectl 1.20, whose kustomize
-  # rejects the `labels:` field there (json: unknown field "labels"): that test needs a newer kubectl.
+  # `kubectl kustomize` checks infra/k8s; Debian 12's kubernetes-client (kubectl 1.20) is enough, because
+  # the manifests avoid kustomize fields newer than it (it refused the `labels:` transformer).
   command -v kubectl >/dev/null 2>&1 || need kubernetes-client
   # Ubuntu's "chromium" is a snap wrapper that does not run without snapd; Debian's is the real browser.
   if grep -qi '^ID=debian' /etc/os-release; then need chromium; fi
