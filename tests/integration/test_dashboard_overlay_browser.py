@@ -1,5 +1,6 @@
 """The dashboard on the scoring service in headless Chromium: every flagged image shows its
-anomaly-map overlay next to the thumbnail. Screenshot: test-artifacts/dashboard-overlay.png."""
+anomaly-map overlay next to the thumbnail and says why it was flagged (classifier or novel).
+Screenshot: test-artifacts/dashboard-overlay.png."""
 
 from __future__ import annotations
 
@@ -48,5 +49,9 @@ def test_flagged_images_show_their_anomaly_overlay_in_a_real_browser(page, servi
             img.scroll_into_view_if_needed()
             assert img.evaluate("img => new Promise(ok => img.complete ? ok(img.naturalWidth > 0) : "
                                 "img.addEventListener('load', () => ok(img.naturalWidth > 0)))")
+    # The service serves the version that scored them, so each card says why it was flagged; the fixture's
+    # head (0.9 quantile) sends some images the classifier passes to review as novel.
+    reasons = [cards.nth(i).get_by_test_id("flag-reason").get_attribute("data-reason") for i in range(cards.count())]
+    assert set(reasons) == {"classifier", "novel"}
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-overlay.png"), full_page=True)

@@ -60,4 +60,5 @@ def test_the_exported_edge_bundle_explains_like_defectflow_explain(trained_pipel
         assert pred.fail_probability == pytest.approx(expected["fail_probability"], abs=1e-4)
         assert why.anomaly_score == pytest.approx(expected["anomaly_score"], rel=1e-3)
         assert why.novelty_threshold == pytest.approx(expected["novelty_threshold"])
-        assert why.review_reason == expected["reason"]
+        assert why.review_reason == pred.reason == expected["reason"]
+        assert pred.decision == expected["decision"]

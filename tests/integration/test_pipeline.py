@@ -69,6 +69,7 @@ def test_registered_model_scores_images_in_a_fresh_process(trained_pipeline, tmp
         "out = m.predict(pd.DataFrame({'image': paths}))\n"
         "raw = m.predict([open(paths[0], 'rb').read()])\n"
         "print(json.dumps({'p': out['fail_probability'].tolist(), 'd': out['decision'].tolist(),\n"
+        "                  'r': out['reason'].tolist(),\n"
         "                  'bytes_p': float(raw['fail_probability'][0]), "
         "'defectflow' : 'defectflow' in sys.modules}))\n"
     )
@@ -80,7 +81,11 @@ def test_registered_model_scores_images_in_a_fresh_process(trained_pipeline, tmp
     threshold = json.loads((trained_pipeline.workdir / "metrics" / "cv.json").read_text())["threshold"]
     p = np.array(result["p"])
     assert ((p >= 0) & (p <= 1)).all()
-    assert result["d"] == ["fail" if v >= threshold else "pass" for v in p]
+    # The model has the anomaly head, so the novelty rule decides too (it can only add fails, reason novel).
+    assert result["r"] == ["classifier" if v >= threshold else r if r == "novel" else "normal"
+                           for v, r in zip(p, result["r"], strict=True)]
+    assert result["d"] == ["fail" if v >= threshold or r == "novel" else "pass" for v, r in zip(p, result["r"],
+                                                                                                strict=True)]
     assert result["bytes_p"] == pytest.approx(p[0], abs=1e-6)  # bytes and paths give the same answer
 
     # The pyfunc must agree with the trained booster on the stored features of the same images.

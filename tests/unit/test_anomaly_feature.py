@@ -124,8 +124,12 @@ def test_the_pyfunc_scores_the_images_it_was_trained_on_like_the_train_stage(as_
     print(f"pyfunc ({pyfunc.unwrap_python_model().extractor.device_name}) vs train-stage booster over "
           f"{len(diff)} images: max |dp| = {diff.max():.2e}")
     assert diff.max() <= PYFUNC_ATOL
-    expected = np.where(as_feature_model.reference >= as_feature_model.threshold, "fail", "pass")
-    assert list(got["decision"]) == list(expected) and {"pass", "fail"} <= set(expected)
+    classifier = np.where(as_feature_model.reference >= as_feature_model.threshold, "fail", "pass")
+    assert {"pass", "fail"} <= set(classifier)
+    # The head is there, so the novelty rule decides too: it only ever turns a classifier pass into fail/novel.
+    assert list(got["decision"]) == ["fail" if r == "novel" else c for r, c in zip(got["reason"], classifier,
+                                                                                    strict=True)]
+    assert [r == "classifier" for r in got["reason"]] == list(classifier == "fail")
 
 
 def test_the_pyfunc_scores_with_the_torch_extractor_too(as_feature_model):
@@ -150,7 +154,7 @@ def test_defectflow_explain_scores_like_the_train_stage(as_feature_model):
 def test_the_score_column_matters(as_feature_model):
     """The check has teeth: the same features with the score column zeroed predict otherwise."""
     classifier = _pyfunc(as_feature_model).unwrap_python_model()
-    X = classifier.booster_features([str(p) for p in as_feature_model.images])
+    X, _ = classifier.booster_features([str(p) for p in as_feature_model.images])
     assert X.shape[1] == classifier.extractor.spec.dim + 1 and (X[:, -1] > 0).all()
     X[:, -1] = 0.0
     p = classifier.booster.predict(X, num_iteration=classifier.spec["num_boost_round"])
@@ -173,7 +177,7 @@ def test_the_split_bundle_scores_and_explains_like_the_pyfunc(as_feature_model, 
     diff = np.abs(np.array([g.fail_probability for g in got]) - expected["fail_probability"].to_numpy())
     print(f"split bundle vs pyfunc over {len(got)} images: max |dp| = {diff.max():.2e}")
     assert diff.max() <= BUNDLE_ATOL
-    assert [g.decision for g in got] == list(expected["decision"])
+    assert [(g.decision, g.reason) for g in got] == list(zip(expected["decision"], expected["reason"], strict=True))
     explained = model.explain_decoded([model.decode(p.read_bytes()) for p in as_feature_model.images[:4]])
     for (pred, why), plain in zip(explained, got[:4], strict=True):
         assert pred == plain and why.anomaly_score > 0 and why.overlay_png[:8] == b"\x89PNG\r\n\x1a\n"

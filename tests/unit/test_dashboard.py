@@ -221,3 +221,48 @@ def test_the_scoring_service_mounts_the_dashboard(scored, tiny_registry, tmp_pat
     first = flagged_ids(page.text)[0]
     assert client.get(f"/dashboard/thumbnails/{first}").status_code == 200
     assert "/dashboard" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_flagged_card_says_whether_the_classifier_or_the_novelty_rule_flagged_it(tiny_registry, tmp_path):
+    """The results DB stores the decision, not its reason: a fail under the version's threshold (the run's
+    `threshold` metric) was the novelty rule's. A version whose threshold is unknown gets no reason."""
+    import re
+
+    from mlflow import MlflowClient
+
+    from tests.fixtures.scoring_model import register_tiny_model
+
+    name = "tiny-novelty"
+    version = register_tiny_model(tiny_registry, 0.93, name=name)
+    mlflow_client = MlflowClient(tracking_uri=tiny_registry, registry_uri=tiny_registry)
+    mlflow_client.log_metric(mlflow_client.get_model_version(name, version).run_id, "threshold", 0.5)
+    folder = tmp_path / "in"
+    for image in ("classifier.png", "novel.png", "unknown.png"):
+        write_image(folder / image, grey=100)
+    results = f"sqlite:///{tmp_path / 'results.db'}"
+    engine = open_results(results)
+    base = {"source": str(folder), "decision": "fail", "scored_at": utcnow(), "captured_at": None, "board_id": None,
+            "camera_id": None}
+    with Session(engine) as session, session.begin():
+        insert_scores(session, [
+            {**base, "image": "classifier.png", "sha256": "a" * 64, "probability": 0.8, "model_name": name,
+             "model_version": version},
+            {**base, "image": "novel.png", "sha256": "b" * 64, "probability": 0.2, "model_name": name,
+             "model_version": version},
+            {**base, "image": "unknown.png", "sha256": "c" * 64, "probability": 0.2, "model_name": TINY_MODEL_NAME,
+             "model_version": "2"},
+        ])
+        ids = {s.image: s.id for s in session.scalars(sa.select(Score))}
+    engine.dispose()
+    client = client_for(results, [folder], tiny_registry, tmp_path)
+
+    def reasons(html: str) -> dict[int, str | None]:
+        cards = html.split('data-testid="flagged" data-score-id="')[1:]
+        return {int(card.split('"', 1)[0]): (m.group(1) if (m := re.search(r'data-reason="(\w+)"', card)) else None)
+                for card in cards}
+
+    page = client.get("/dashboard", params={"model": f"{name}/{version}"})
+    assert reasons(page.text) == {ids["classifier.png"]: "classifier", ids["novel.png"]: "novel"}
+    assert "unlike every good training image" in page.text
+    unknown = client.get("/dashboard", params={"model": f"{TINY_MODEL_NAME}/2"})
+    assert reasons(unknown.text) == {ids["unknown.png"]: None}

@@ -56,6 +56,7 @@ def test_predict_matches_the_edge_runtime(client, edge_bundle, defect_model):
     [expected] = EdgeModel(edge_bundle).predict_paths([path])
     assert body["fail_probability"] == pytest.approx(expected.fail_probability, abs=1e-6)
     assert body["decision"] == expected.decision and body["filename"] == path.name
+    assert body["reason"] == expected.reason == ("classifier" if expected.decision == "fail" else "normal")
 
 
 def test_batch_scores_good_images_and_reports_bad_ones_in_place(client, defect_model):
@@ -67,7 +68,8 @@ def test_batch_scores_good_images_and_reports_bad_ones_in_place(client, defect_m
     body = resp.json()
     assert (body["n_scored"], body["n_rejected"]) == (3, 1)
     assert body["results"][1] | {"detail": None} == {"filename": "notes.txt", "fail_probability": None,
-                                                     "decision": None, "error": "not_an_image", "detail": None}
+                                                     "decision": None, "reason": None, "error": "not_an_image",
+                                                     "detail": None}
     assert [r["filename"] for r in body["results"]] == [good[0].name, "notes.txt", good[1].name, good[2].name]
 
 

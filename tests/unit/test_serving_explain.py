@@ -72,20 +72,24 @@ def test_explain_returns_the_decision_the_anomaly_score_and_an_overlay(explainin
     paths = defect_model.images[:6]
     reference = _torch_scores(anomaly_edge_bundle, paths)
     size = EdgeModel(anomaly_edge_bundle.bundle).manifest.image_size
+    reasons = set()
     for path, expected_score in zip(paths, reference, strict=True):
         plain_body = _post(explaining, path, query="").json()
         resp = _post(explaining, path)
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert plain_body["explanation"] is None
-        assert {k: body[k] for k in ("fail_probability", "decision")} == \
-            {k: plain_body[k] for k in ("fail_probability", "decision")}
+        assert {k: body[k] for k in ("fail_probability", "decision", "reason")} == \
+            {k: plain_body[k] for k in ("fail_probability", "decision", "reason")}
         why = body["explanation"]
         assert why["anomaly_score"] == pytest.approx(expected_score, rel=SCORE_RTOL)
         assert why["novelty_threshold"] == pytest.approx(anomaly_edge_bundle.novelty_threshold)
         assert why["novel"] == (why["anomaly_score"] > why["novelty_threshold"])
-        expected_reason = ("classifier" if body["decision"] == "fail" else "novel" if why["novel"] else "normal")
-        assert why["review_reason"] == expected_reason
+        flagged = body["fail_probability"] >= body["threshold"]
+        expected_reason = "classifier" if flagged else "novel" if why["novel"] else "normal"
+        assert why["review_reason"] == body["reason"] == expected_reason
+        assert body["decision"] == ("pass" if expected_reason == "normal" else "fail")
+        reasons.add(expected_reason)
         overlay = Image.open(io.BytesIO(base64.b64decode(why["overlay_png_base64"])))
         assert overlay.format == "PNG" and overlay.size == (size, size) and overlay.mode == "RGB"
 

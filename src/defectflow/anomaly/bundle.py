@@ -19,7 +19,6 @@ import numpy as np
 from defectflow.anomaly.inputs import takes_score
 from defectflow.anomaly.maps import anomaly_maps, image_scores
 from defectflow.anomaly.models import load_model
-from defectflow.anomaly.novelty import decide
 from defectflow.anomaly.overlay import overlay_png
 from defectflow.anomaly.taps import graph_tap
 from defectflow.hashing import sha256_file
@@ -32,7 +31,7 @@ class ImageExplanation:
     anomaly_score: float
     novelty_threshold: float
     novel: bool            # above the novelty threshold
-    review_reason: str     # classifier (p ≥ threshold) | novel (the novelty rule alone) | normal
+    review_reason: str     # the prediction's reason: classifier | novel (the novelty rule alone) | normal
     overlay_png: bytes     # the model's input with the anomaly map blended in (anomaly.overlay)
 
 
@@ -58,13 +57,12 @@ class BundledHead:
         """The graph's (n, P, C) patch vectors → (n, P) patch anomaly values."""
         return self.model.patch_scores(np.asarray(patches, dtype=np.float32))
 
-    def explain(self, pixels: np.ndarray, p_fail: np.ndarray, threshold: float,
-                patch_scores: np.ndarray) -> list[ImageExplanation]:
-        """Per image: `pixels` (n, S, S, 3) uint8 model inputs, their fail probabilities and their
-        (n, P) `patch_scores` → score, novelty verdict and overlay."""
+    def explain(self, pixels: np.ndarray, reasons: list[str], patch_scores: np.ndarray) -> list[ImageExplanation]:
+        """Per image: `pixels` (n, S, S, 3) uint8 model inputs, the reasons of their decisions (which the
+        novelty rule already applied to these patch scores: EdgeModel.predict_tensor) and their (n, P)
+        `patch_scores` → score, novelty verdict and overlay."""
         scores = image_scores(patch_scores)
         maps = anomaly_maps(patch_scores, pixels.shape[1])
-        _, reasons = decide(p_fail, threshold, scores, self.novelty_threshold)
         return [ImageExplanation(float(scores[i]), self.novelty_threshold, bool(scores[i] > self.novelty_threshold),
                                  reasons[i], overlay_png(pixels[i], maps[i], self.novelty_threshold))
                 for i in range(len(scores))]

@@ -21,8 +21,16 @@ REASONS = ("classifier", "novel", "normal")
 
 def decide(p_fail: np.ndarray, threshold: float, anomaly_score: np.ndarray | None,
            novelty_threshold: float | None) -> tuple[list[str], list[str]]:
-    """(decision, reason) per image: fail/classifier, fail/novel or pass/normal."""
-    flagged = np.asarray(p_fail) >= threshold
+    """(decision, reason) per image: fail/classifier, fail/novel or pass/normal. Without an anomaly
+    score (a model without the head) it is the classifier's decision, with reason classifier or normal."""
+    return decide_flagged(np.asarray(p_fail) >= threshold, anomaly_score, novelty_threshold)
+
+
+def decide_flagged(flagged: np.ndarray, anomaly_score: np.ndarray | None,
+                   novelty_threshold: float | None) -> tuple[list[str], list[str]]:
+    """`decide` from the classifier's own flags: an edge graph outputs is_fail beside the probability,
+    and its decision must stay exactly the graph's when the novelty rule does not speak."""
+    flagged = np.asarray(flagged, dtype=bool)
     novel = (np.zeros_like(flagged) if anomaly_score is None or novelty_threshold is None
              else np.asarray(anomaly_score) > novelty_threshold)
     reasons = np.where(flagged, "classifier", np.where(novel, "novel", "normal"))

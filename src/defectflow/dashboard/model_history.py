@@ -1,9 +1,10 @@
 """The champion model and the AUC history of every registered version, read from MLflow.
 
 Each version's AUC is its training run's `mean_auc` metric (the mean time-split CV AUC logged
-by `defectflow register`); aliases (champion, challenger) and the gate tag come from the
-registry. Reads are cached for a short time so page loads do not hammer the tracking server,
-and a registry that cannot be reached shows as a message on the page, never as an error page.
+by `defectflow register`), its operating threshold the run's `threshold` metric; aliases
+(champion, challenger) and the gate tag come from the registry. Reads are cached for a short
+time so page loads do not hammer the tracking server, and a registry that cannot be reached
+shows as a message on the page, never as an error page.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 
 from defectflow.redact import redact_url
 from defectflow.registry.client import Registry
-from defectflow.registry.names import AUC_METRIC, CHAMPION, GATE_TAG
+from defectflow.registry.names import AUC_METRIC, CHAMPION, GATE_TAG, THRESHOLD_METRIC
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class VersionInfo:
     mean_auc: float | None
     gate_passed: bool | None
     run_id: str | None
+    threshold: float | None = None  # the operating threshold: a stored fail below it was the novelty rule's
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def read_history(tracking_uri: str | None, name: str) -> ModelHistory:
                 mean_auc=metrics.get(AUC_METRIC),
                 gate_passed=None if gate is None else gate.lower() == "true",
                 run_id=mv.run_id,
+                threshold=metrics.get(THRESHOLD_METRIC),
             ))
     except (MlflowException, OSError) as exc:
         where = redact_url(tracking_uri or "the default MLflow store")

@@ -3,8 +3,10 @@
 Mount it on any FastAPI app with `app.include_router(dashboard_router(config))` (the serving
 app does; `defectflow dashboard` runs it alone). Routes, all under /dashboard and kept out of
 the OpenAPI spec (they are pages, not API):
-- GET  /dashboard                  the page (filters as query parameters); with a drift history
-                                   configured it also shows each camera's drift checks over time
+- GET  /dashboard                  the page (filters as query parameters); each flagged card says why
+                                   it was flagged (classifier or novel) when the model's threshold is
+                                   known; with a drift history configured it also shows each
+                                   camera's drift checks over time
 - POST /dashboard/reviews          an operator confirms or corrects a decision (HTML form)
 - GET  /dashboard/thumbnails/{id}  a JPEG thumbnail of a scored image
 - GET  /dashboard/overlays/{id}    a PNG of the image with its anomaly map blended in, when the app
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from defectflow.dashboard import queries
 from defectflow.dashboard.chart import auc_chart
-from defectflow.dashboard.model_history import CachedHistory
+from defectflow.dashboard.model_history import CachedHistory, ModelHistory
 from defectflow.dashboard.reviews import ReviewError, record_review
 from defectflow.dashboard.thumbnails import ImageLocator, ThumbnailCache, ThumbnailUnavailable
 from defectflow.errors import DefectflowError
@@ -100,6 +102,7 @@ def dashboard_router(config: DashboardConfig) -> APIRouter:
             }
             context["explainer"] = explaining_model(request)
             registry = history.get(model_ref.name if model_ref else config.model_name)
+            context["flag_reasons"] = flag_reasons(queue, model_thresholds(registry, request))
             context |= {"history": registry, "chart": auc_chart(registry.versions, config.gate_auc),
                         "gate_auc": config.gate_auc}
             context["drift"] = drift_checks(config.drift_history, filters.camera, problems)
@@ -175,6 +178,30 @@ def drift_checks(path: Path | None, camera: str | None, problems: list[str]) -> 
         problems.append(str(exc))
         return {}
     return {c: list(reversed(checks)) for c, checks in history.items() if camera in (None, c)}
+
+
+def model_thresholds(registry: ModelHistory, request: Request) -> dict[ModelVersionRef, float]:
+    """Each model version's operating threshold, as far as the dashboard knows it: from the registry's
+    history and from the model the app serves (which wins: its bundle's own threshold)."""
+    known = {ModelVersionRef(registry.name, v.version): v.threshold for v in registry.versions
+             if v.threshold is not None}
+    served = getattr(getattr(request.app.state, "model_slot", None), "model", None)
+    if served is not None:
+        known[ModelVersionRef(served.name, served.version)] = served.manifest.threshold
+    return known
+
+
+def flag_reasons(queue: list[Score], thresholds: dict[ModelVersionRef, float]) -> dict[int, str]:
+    """Score id → why a flagged image is in the queue: `classifier` (its fail probability reached the
+    model's threshold) or `novel` (below it: the novelty rule alone sent it to review, see
+    anomaly.novelty). The results database stores the decision, not the reason; a score whose model's
+    threshold is unknown here gets no entry."""
+    reasons = {}
+    for score in queue:
+        threshold = thresholds.get(ModelVersionRef(score.model_name, score.model_version))
+        if threshold is not None:
+            reasons[score.id] = "classifier" if score.probability >= threshold else "novel"
+    return reasons
 
 
 def explaining_model(request: Request) -> EdgeModel | None:

@@ -3,10 +3,12 @@
 No torch and no MLflow: this module is what edge machines, the serving container and batch
 scoring of a bundle run. The bundle's graph runs on the inference core's ONNX Runtime backend
 (`inference.backends.OnnxRuntimeBackend`), its images go through the core's one image check
-(`inference.images`). A bundle exported with the anomaly head also explains its scores
-(`explain_decoded`) from the same graph run. A split bundle (its booster takes the anomaly score:
-bundle_manifest) runs model.onnx, scores the patch vectors with the bundled head and runs the
-trees graph on the features plus that score (`GraphRun`).
+(`inference.images`). A bundle exported with the anomaly head scores every image with it too, from
+the same graph run, so each decision applies the novelty rule (`anomaly.novelty`: fail when the
+classifier flags the image or its anomaly score is novel), and it explains its scores
+(`explain_decoded`). A split bundle (its booster takes the anomaly score: bundle_manifest) runs
+model.onnx, scores the patch vectors with the bundled head and runs the trees graph on the features
+plus that score (`GraphRun`).
 An `EdgeModel` is safe to share between threads (onnxruntime sessions allow concurrent `run`).
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 from defectflow.anomaly.bundle import BundledHead, ImageExplanation
 from defectflow.anomaly.inputs import booster_input
 from defectflow.anomaly.maps import image_scores
+from defectflow.anomaly.novelty import decide_flagged
 from defectflow.inference.backends import OnnxRuntimeBackend
 from defectflow.inference.bundle_manifest import FEATURES_OUTPUT, BundleError, EdgeManifest
 from defectflow.inference.images import ImageLimits, decode_resized, to_input_tensor
@@ -31,7 +34,8 @@ from defectflow.inference.images import ImageLimits, decode_resized, to_input_te
 @dataclass(frozen=True)
 class Prediction:
     fail_probability: float
-    decision: str  # 'pass' | 'fail'
+    decision: str  # 'pass' | 'fail': the classifier's flag or the novelty rule (anomaly.novelty.decide)
+    reason: str    # classifier (the graph's is_fail) | novel (the novelty rule alone) | normal
 
 
 class GraphRun:
@@ -58,7 +62,7 @@ class GraphRun:
         prob, is_fail, _ = self._split_run(batch, *self._split)
         return prob, is_fail
 
-    def explain(self, batch: np.ndarray, head: BundledHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def with_patches(self, batch: np.ndarray, head: BundledHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`predict`, and `head`'s (n, P) patch scores of the same run."""
         if self._split is not None:
             return self._split_run(batch, *self._split)
@@ -96,9 +100,18 @@ class EdgeModel:
     def version(self) -> str:
         return self.manifest.model_version
 
-    def predict_tensor(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the graph(s) on a normalised NCHW float32 batch → (fail probabilities, is_fail booleans)."""
-        return self._run.predict(batch)
+    def predict_tensor(self, batch: np.ndarray) -> tuple[list[Prediction], np.ndarray | None]:
+        """Run the graph(s) on a normalised NCHW float32 batch → predictions under the novelty rule and,
+        for a bundle with the anomaly head, the (n, P) patch scores of the same run (else None)."""
+        if self.anomaly is None:
+            prob, is_fail = self._run.predict(batch)
+            patch_scores, scores, novelty = None, None, None
+        else:
+            prob, is_fail, patch_scores = self._run.with_patches(batch, self.anomaly)
+            scores, novelty = image_scores(patch_scores), self.anomaly.novelty_threshold
+        decisions, reasons = decide_flagged(is_fail, scores, novelty)
+        preds = [Prediction(float(p), d, r) for p, d, r in zip(prob, decisions, reasons, strict=True)]
+        return preds, patch_scores
 
     def decode(self, data: bytes) -> np.ndarray:
         """One encoded image → resized HWC uint8 (raises ImageRejected); cheap to call per upload."""
@@ -108,8 +121,8 @@ class EdgeModel:
         """Score images already passed through `decode`, in one graph run."""
         if not resized:
             return []
-        prob, is_fail = self.predict_tensor(to_input_tensor(resized, self.manifest.mean, self.manifest.std))
-        return [Prediction(float(p), "fail" if f else "pass") for p, f in zip(prob, is_fail, strict=True)]
+        preds, _ = self.predict_tensor(to_input_tensor(resized, self.manifest.mean, self.manifest.std))
+        return preds
 
     def explain_decoded(self, resized: Sequence[np.ndarray]) -> list[tuple[Prediction, ImageExplanation]]:
         """Score images already passed through `decode` and explain each (anomaly score, novelty,
@@ -119,10 +132,10 @@ class EdgeModel:
                               "train with anomaly.enabled=true and run `defectflow export` again")
         if not resized:
             return []
-        batch = to_input_tensor(resized, self.manifest.mean, self.manifest.std)
-        prob, is_fail, patch_scores = self._run.explain(batch, self.anomaly)
-        why = self.anomaly.explain(np.stack(resized), prob, self.manifest.threshold, patch_scores)
-        return [(Prediction(float(p), "fail" if f else "pass"), w) for p, f, w in zip(prob, is_fail, why, strict=True)]
+        preds, patch_scores = self.predict_tensor(to_input_tensor(resized, self.manifest.mean, self.manifest.std))
+        assert patch_scores is not None  # the head is there (checked above): its patch scores came with the run
+        why = self.anomaly.explain(np.stack(resized), [p.reason for p in preds], patch_scores)
+        return list(zip(preds, why, strict=True))
 
     def predict_bytes(self, blobs: Sequence[bytes]) -> list[Prediction]:
         """Decode and score encoded images; raises ImageRejected for the first unusable one."""
@@ -133,11 +146,11 @@ class EdgeModel:
 
     def predict(self, frame: Any) -> Any:
         """The pyfunc's interface: DataFrame with an `image` column (paths or bytes) → DataFrame
-        with fail_probability and decision. Needs pandas (batch scoring has it; edge code can use
+        with fail_probability, decision and reason. Needs pandas (batch scoring has it; edge code can use
         predict_paths/predict_bytes instead)."""
         import pandas as pd
 
         blobs = [bytes(v) if isinstance(v, (bytes, bytearray)) else Path(v).read_bytes() for v in frame["image"]]
         preds = self.predict_bytes(blobs)
         return pd.DataFrame({"fail_probability": [p.fail_probability for p in preds],
-                             "decision": [p.decision for p in preds]})
+                             "decision": [p.decision for p in preds], "reason": [p.reason for p in preds]})

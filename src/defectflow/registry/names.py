@@ -35,8 +35,10 @@ def digest_tag(kind: str) -> str:
 PROMOTION_LOG_TAG_PREFIX = "promotion.log."
 PROMOTION_VERSION_TAG_PREFIX = "promotion."
 
-# Run metric logged by register: the mean time-split CV AUC (the dashboard's AUC history reads it).
+# Run metrics logged by register: the mean time-split CV AUC (the dashboard's AUC history reads it) and
+# the operating threshold at full precision (the dashboard tells a classifier fail from a novelty one by it).
 AUC_METRIC = "mean_auc"
+THRESHOLD_METRIC = "threshold"
 
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 

@@ -2,9 +2,14 @@
 
 Two kinds of model are accepted:
 - a registered MLflow model, `models:/<name>@<alias>` or `models:/<name>/<version>`, scored with
-  its pyfunc (`predict(DataFrame({"image": paths}))` → fail_probability, decision);
+  its pyfunc (`predict(DataFrame({"image": paths}))` → fail_probability, decision, reason);
 - an ONNX edge bundle folder written by `defectflow export`, scored with the edge runtime
   (onnxruntime only).
+Both apply the novelty rule when the model has the anomaly head: `decision` is fail when the
+classifier flags the image or its anomaly score is novel (`anomaly.novelty`), and that decision is
+what the results database stores. The reason itself is not stored (the scores table has no column
+for it, and `create_all` does not add columns to an existing database); a stored fail whose
+probability is under the model's threshold was sent to review by the novelty rule.
 The identity (name, version) is resolved first and cheaply, so a run with nothing new to
 score never loads the model at all.
 """

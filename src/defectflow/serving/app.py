@@ -3,6 +3,8 @@
 Routes: POST /v1/predict (one image; `?explain=true` adds the anomaly score and a PNG overlay of
 the anomaly map when the bundle has the anomaly head), POST /v1/predict/batch (several),
 GET /v1/model, GET /healthz (process alive), GET /readyz (model loaded), GET /metrics (Prometheus).
+Every `decision` applies the novelty rule when the bundle has the anomaly head (`reason` novel: the
+classifier passed an image unlike every good training image), explained or not.
 The model loads in a background thread at start-up so liveness answers at once and
 readiness turns true when scoring can start. Decoding and graph runs happen in worker
 threads, at most `max_concurrent_inferences` at a time; the ONNX session is thread-safe.
@@ -56,16 +58,23 @@ class Explanation(BaseModel):
     anomaly_score: float = Field(description="the largest patch anomaly of the image")
     novelty_threshold: float = Field(description="the training pass images' high score quantile")
     novel: bool = Field(description="anomaly_score > novelty_threshold")
-    review_reason: str = Field(description="classifier (fail_probability >= threshold), novel (the novelty rule "
-                               "alone sends it to review) or normal; `decision` stays the classifier's")
+    review_reason: str = Field(description="the prediction's `reason`: classifier (fail_probability >= threshold), "
+                               "novel (the novelty rule alone made `decision` fail) or normal")
     overlay_png_base64: str = Field(description="PNG, base64: the model's input with the anomaly map blended in, "
                                     "coloured on the novelty scale, its maximum ringed")
+
+
+DECISION_DOC = ("fail when the classifier flags the image (fail_probability >= threshold) or, for a model with "
+                "the anomaly head, when its anomaly score is above the novelty threshold (the novelty rule)")
+REASON_DOC = ("why: classifier (fail_probability >= threshold), novel (the novelty rule alone: the image looks unlike "
+              "every good training image although the classifier passes it) or normal (pass)")
 
 
 class Prediction(BaseModel):
     filename: str | None
     fail_probability: float
-    decision: str
+    decision: str = Field(description=DECISION_DOC)
+    reason: str = Field(description=REASON_DOC)
     threshold: float
     model_version: str
     explanation: Explanation | None = None
@@ -74,7 +83,8 @@ class Prediction(BaseModel):
 class BatchItem(BaseModel):
     filename: str | None
     fail_probability: float | None = None
-    decision: str | None = None
+    decision: str | None = Field(None, description=DECISION_DOC)
+    reason: str | None = Field(None, description=REASON_DOC)
     error: str | None = None
     detail: str | None = None
 
@@ -279,7 +289,7 @@ def _api_router() -> APIRouter:
                                 detail={"error": exc.reason.value, "detail": f"{file.filename}: {exc}"}) from None
         pred, why = pred if explain else (pred, None)
         return Prediction(filename=file.filename, fail_probability=pred.fail_probability, decision=pred.decision,
-                          threshold=model.manifest.threshold, model_version=model.version,
+                          reason=pred.reason, threshold=model.manifest.threshold, model_version=model.version,
                           explanation=None if why is None else Explanation(
                               anomaly_score=why.anomaly_score, novelty_threshold=why.novelty_threshold,
                               novel=why.novel, review_reason=why.review_reason,
@@ -304,7 +314,7 @@ def _api_router() -> APIRouter:
                 items.append(BatchItem(filename=upload.filename, error=outcome.reason.value, detail=str(outcome)))
             else:
                 items.append(BatchItem(filename=upload.filename, fail_probability=outcome.fail_probability,
-                                       decision=outcome.decision))
+                                       decision=outcome.decision, reason=outcome.reason))
         n_rejected = sum(1 for i in items if i.error)
         return BatchPrediction(model_version=model.version, threshold=model.manifest.threshold,
                                n_scored=len(items) - n_rejected, n_rejected=n_rejected, results=items)
