@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.fixtures.defect_model import DEFECT_MODEL_NAME, IMAGE_SIZE, LGBM, _threshold_between_scores
+from tests.fixtures.defect_model import (
+    DEFECT_MODEL_NAME,
+    IMAGE_SIZE,
+    LGBM,
+    _threshold_between_scores,
+    register_with_head,
+)
 
 LAYER = "features.10"
 # pyfunc (ONNX Runtime features and patches) vs the booster on the train stage's torch features:
@@ -41,7 +47,6 @@ class AsFeatureModel:
 @pytest.fixture(scope="module")
 def as_feature_model(defect_model, tmp_path_factory) -> AsFeatureModel:
     import mlflow
-    import torch
 
     from defectflow.anomaly.cv import AnomalyCV
     from defectflow.anomaly.store import PatchStore
@@ -49,8 +54,6 @@ def as_feature_model(defect_model, tmp_path_factory) -> AsFeatureModel:
     from defectflow.features.extract import FeatureExtractor
     from defectflow.hashing import sha256_file
     from defectflow.params import AnomalyParams
-    from defectflow.registry.pyfunc import DefectClassifier
-    from defectflow.registry.register import pip_requirements
     from defectflow.training.booster import fit_booster, lgbm_params
 
     root = tmp_path_factory.mktemp("as_feature_model")
@@ -86,19 +89,10 @@ def as_feature_model(defect_model, tmp_path_factory) -> AsFeatureModel:
     threshold = _threshold_between_scores(reference)
 
     head.save(root / "anomaly.npz", LAYER, IMAGE_SIZE)
-    torch.save(source.backbone.state_dict(), root / "backbone.pt")
-    (root / "booster.txt").write_text(booster.model_to_string())
-    (root / "spec.json").write_text(json.dumps({**source.spec, "num_boost_round": rounds, "threshold": threshold}))
-    artifacts = {name: str(root / file) for name, file in
-                 (("backbone", "backbone.pt"), ("booster", "booster.txt"), ("spec", "spec.json"),
-                  ("anomaly", "anomaly.npz"))}
-    name = f"{DEFECT_MODEL_NAME}-as-feature"
-    experiment = mlflow.set_experiment("defect-model-as-feature-tests")
-    with mlflow.start_run(experiment_id=experiment.experiment_id):
-        info = mlflow.pyfunc.log_model(name="model", python_model=DefectClassifier(), artifacts=artifacts,
-                                       pip_requirements=pip_requirements(), registered_model_name=name)
-    return AsFeatureModel(f"models:/{name}/{info.registered_model_version}", defect_model.tracking_uri, root,
-                          images, reference, threshold)
+    uri = register_with_head(root, source.backbone, booster.model_to_string(),
+                             {**source.spec, "num_boost_round": rounds, "threshold": threshold},
+                             f"{DEFECT_MODEL_NAME}-as-feature")
+    return AsFeatureModel(uri, defect_model.tracking_uri, root, images, reference, threshold)
 
 
 @pytest.fixture(scope="module")
