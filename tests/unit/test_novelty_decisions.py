@@ -100,7 +100,9 @@ def test_the_service_says_fail_novel_without_being_asked_to_explain(service, nov
     assert [(r["decision"], r["reason"]) for r in results] == [("fail", "novel"), ("pass", "normal"),
                                                               ("fail", "classifier")]
     metrics = service.get("/metrics").text
-    assert 'defectflow_predictions_total{decision="fail"} 4.0' in metrics
+    assert 'defectflow_predictions_total{decision="fail",reason="novel"} 3.0' in metrics
+    assert 'defectflow_predictions_total{decision="fail",reason="classifier"} 1.0' in metrics
+    assert 'defectflow_predictions_total{decision="pass",reason="normal"} 1.0' in metrics
 
 
 def test_batch_scoring_stores_the_novelty_rules_fail(novel_case, tmp_path):

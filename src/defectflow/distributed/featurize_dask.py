@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from defectflow.distributed.executor import dask_client, is_distributed, worker_addresses
+from defectflow.features.store import graph_cache
 from defectflow.params import ExecutorParams, FeaturizeParams
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The graph cache inside the feature store, where the local featurize path keeps it too
-# (features.stage: `workdir.feature_store / "graphs"`).
-GRAPHS = "graphs"
 # Per worker process: (featurizer_id, engine, device, batch_size) → extractor. Built once, reused
 # by every shard the process runs, so the backbone is loaded once per worker, not once per task.
 _EXTRACTORS: dict[tuple[str, str, str, int], FeatureExtractor | EngineExtractor] = {}
@@ -76,7 +74,7 @@ def featurize_on_dask(executor: ExecutorParams, store_root: Path, todo: Sequence
     from distributed import as_completed
 
     shards = plan_shards(todo, sources, executor.shard_size)
-    export_graph_once(Path(store_root) / GRAPHS, params, seed)
+    export_graph_once(graph_cache(store_root), params, seed)
     devices: set[str] = set()
     with dask_client(executor) as client:
         n_workers = len(worker_addresses(client))
@@ -120,7 +118,7 @@ def featurize_shard(store_root: str, shas: list[str], paths: list[str], params: 
     from defectflow.features.store import FeatureStore
 
     store = FeatureStore(store_root, backbone_spec(params.backbone, params.weights, params.image_size, seed))
-    extractor = _worker_extractor(params, seed, Path(store_root) / GRAPHS)
+    extractor = _worker_extractor(params, seed, graph_cache(store_root))
     computed = store.fill(shas, paths, extractor)  # a retried shard computes only what is still missing
     return {"n_images": len(shas), "n_computed": len(computed), "device": extractor.device_name}
 

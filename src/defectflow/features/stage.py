@@ -54,7 +54,7 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
     Returns a summary with how many vectors were computed vs reused and the throughput.
     """
     from defectflow.anomaly import featurize as anomaly_featurize
-    from defectflow.features.store import FeatureStore
+    from defectflow.features.store import FeatureStore, graph_cache
     from defectflow.features.tuned import check_mode, finetune_for_manifest
     from defectflow.inference.engine import build_extractor, calibration_set, feature_spec
 
@@ -96,8 +96,9 @@ def featurize(data_dir: Path, workdir: Workdir, params: FeaturizeParams, seed: i
         sources = [str(Path(data_dir).resolve() / path_of[s]) for s in local]
         extractor, spec = build_extractor(
             params.backbone, params.weights, params.image_size, seed, engine=params.engine, device=params.device,
-            batch_size=params.batch_size, num_workers=params.num_workers, graph_cache=workdir.feature_store / "graphs",
-            quantization=params.quantization, calibration=calibration if int8 else None,
+            batch_size=params.batch_size, num_workers=params.num_workers,
+            graph_cache=graph_cache(workdir.feature_store), quantization=params.quantization,
+            calibration=calibration if int8 else None,
             extra_outputs=anomaly_featurize.graph_outputs(patches))
         device = extractor.device_name
         log.info("featurizing %d new images with %s on %s (%d cached)", len(local), spec.featurizer_id, device,

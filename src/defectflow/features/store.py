@@ -29,6 +29,12 @@ WRITE_THREADS = 16
 ORPHAN_TEMP_AGE_S = 5.0
 
 
+def graph_cache(root: str | Path) -> Path:
+    """Where the exported backbone graphs (inference.export) of the store at `root` are cached, beside
+    its featurizers' folders: the local featurize path and the Dask workers share it."""
+    return Path(root) / "graphs"
+
+
 class FeatureStore:
     def __init__(self, root: str | Path, spec: BackboneSpec):
         self.spec = spec

@@ -372,7 +372,7 @@ def _observe(request: Request, endpoint: str, start: float, preds: list) -> None
     metrics: ServiceMetrics = request.app.state.metrics
     metrics.inference.labels(endpoint).observe(time.perf_counter() - start)
     for p in preds:
-        metrics.predictions.labels(p.decision).inc()
+        metrics.predictions.labels(p.decision, p.reason).inc()
 
 
 def _count_rejection(request: Request, code: str) -> None:

@@ -22,8 +22,9 @@ class ServiceMetrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.inference = Histogram("defectflow_inference_seconds", "decode + graph run per request",
                                    ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("defectflow_predictions_total", "scored images by decision",
-                                   ["decision"], registry=self.registry)
+        # reason: classifier | novel | normal (anomaly.novelty.REASONS), so novel fails can be told apart.
+        self.predictions = Counter("defectflow_predictions_total", "scored images by decision and its reason",
+                                   ["decision", "reason"], registry=self.registry)
         self.rejected = Counter("defectflow_rejected_images_total", "uploads refused, by reason",
                                 ["reason"], registry=self.registry)
         self.model_ready = Gauge("defectflow_model_ready", "1 when the model is loaded", registry=self.registry)
