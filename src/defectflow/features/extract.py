@@ -262,4 +262,3 @@ def _worker_start_method() -> str | None:
     bench --cases ab,c`, an OpenVINO end-to-end case then a torch loader with workers, 2 of 2 runs),
     so the workers then come from a clean forkserver process instead."""
     return "forkserver" if "openvino" in sys.modules else None
-
