@@ -87,6 +87,7 @@ class FinetuneParams:
     image_size: int | None = None   # training resolution; null → featurize.image_size
     val_fraction: float = 0.15      # newest share of the rows: early stopping on its AUC
     patience: int = 2               # epochs without a better validation AUC before stopping
+    freeze_blocks: int = 0          # the first N blocks of the backbone keep their ImageNet weights and statistics
     class_weighted: bool = True     # BCE pos_weight = n_pass / n_fail
     hflip: bool = True
     vflip: bool = True

@@ -24,7 +24,9 @@ def _dashboard_client(bundle: Path, scored_with: Path, defect_model, tmp_path: P
     data = next(d for d in defect_model.images[0].parents if (d / "labels.csv").is_file())
     results = f"sqlite:///{tmp_path / 'results.db'}"
     score(str(data), str(scored_with), results, batch_size=16, blob_cache=tmp_path / "cache", progress=False)
-    config = DashboardConfig(results_url=results, tracking_uri=None, model_name=defect_model.name,
+    # A registry of its own: None would open MLflow's default store, ./mlflow.db in the working directory.
+    config = DashboardConfig(results_url=results, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                             model_name=defect_model.name,
                              image_roots=(data,), blob_cache=tmp_path / "cache", gate_auc=0.90,
                              params=DashboardParams(thumbnail_px=64, registry_cache_seconds=0))
     app = create_app(ServingSettings(model_dir=bundle, auth_enabled=False), extra_routers=[dashboard_router(config)])

@@ -144,7 +144,8 @@ def test_probes_hit_real_routes_and_commands_parse(tmp_path):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert client.get(container[probe]["httpGet"]["path"]).status_code != 404, probe
     dashboard_app = create_dashboard_app(DashboardConfig(
-        results_url=f"sqlite:///{tmp_path / 'r.db'}", tracking_uri=None, model_name="m", image_roots=(),
+        results_url=f"sqlite:///{tmp_path / 'r.db'}", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", model_name="m",
+        image_roots=(),
         blob_cache=tmp_path, gate_auc=0.9, params=DashboardParams()))
     ready = docs[("Deployment", "defectflow-dashboard")]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert TestClient(dashboard_app).get(ready["httpGet"]["path"]).status_code == 200

@@ -87,18 +87,29 @@ def finetuned_weights(cache_dir: Path, backbone: str, weights: str | None, image
         return path
     if len(np.unique(rows.y)) < 2:
         raise DefectflowError(f"fine-tuning needs pass and fail images; the {len(rows)} rows hold one class only")
-    state, history = finetune(backbone, weights, image_size, ft, seed, rows, device, progress)
+    tuned = finetune(backbone, weights, image_size, ft, seed, rows, device, progress)
     with atomic.atomic_path(path, suffix=".pth") as tmp:
-        torch.save(state, tmp)
+        torch.save(tuned.state, tmp)
     atomic.write_json(path.with_suffix(".json"), {"key": key, "n_rows": len(rows), "n_fail": int(rows.y.sum()),
                                                   "base_weights": weights, "finetune": asdict(ft), "seed": seed,
-                                                  "history": history})
+                                                  "history": tuned.history})
     return path
 
 
+@dataclass(frozen=True)
+class Finetuned:
+    """What fine-tuning gives: a full torchvision state dict (the backbone trained, the original
+    ImageNet head kept), the trained fail/pass head on the pooled features (`weight` 1×dim, `bias`),
+    and one history record per epoch."""
+
+    state: dict
+    head: dict
+    history: list[dict]
+
+
 def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetuneParams, seed: int,
-             rows: LabelledRows, device: str = "auto", progress: bool = True) -> tuple[dict, list[dict]]:
-    """Fine-tune and return (full-model state dict with the original head, per-epoch history)."""
+             rows: LabelledRows, device: str = "auto", progress: bool = True) -> Finetuned:
+    """Fine-tune `backbone` on `rows`; the best epoch's backbone and head (see `Finetuned`)."""
     from defectflow.training.splits import inner_validation_split
 
     size = train_size(image_size, ft)
@@ -115,19 +126,22 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
         torch.manual_seed(seed)
         model, spec = build_backbone(backbone, weights, size, seed)
         head = torch.nn.Linear(spec.dim, 1)
+    frozen = freeze_leading_blocks(model, ft.freeze_blocks)
     net = torch.nn.Sequential(model, head).to(dev, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     steps = ft.epochs * max(1, int(np.ceil(len(fit_pos) / ft.batch_size)))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=ft.lr, weight_decay=ft.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=ft.lr,
+                                  weight_decay=ft.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=ft.lr, total_steps=steps)
     n_fail = float(y[fit_pos].sum())
     pos_weight = torch.tensor((len(fit_pos) - n_fail) / n_fail if ft.class_weighted else 1.0, device=dev)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     norm = _Normalizer(spec.mean, spec.std, dev)
 
-    history, best_auc, best_state, stale = [], -1.0, None, 0
+    history, best_auc, best_state, best_head, stale = [], -1.0, None, None, 0
     for epoch in range(1, ft.epochs + 1):
         net.train()
+        frozen.eval()  # frozen blocks keep their ImageNet BatchNorm statistics too
         order = torch.as_tensor(fit_pos)[torch.randperm(len(fit_pos), generator=gen)]
         total = 0.0
         batches = [b for b in order.split(ft.batch_size) if len(b) > 1]  # BatchNorm cannot train on one image
@@ -151,11 +165,31 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
         if score > best_auc:
             best_auc, stale = score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_head = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
         else:
             stale += 1
             if stale >= ft.patience:
                 break
-    return full_state(backbone, weights, seed, best_state), history
+    return Finetuned(full_state(backbone, weights, seed, best_state), best_head, history)
+
+
+def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The backbone's blocks from input to output: MobileNetV2's `features`, ResNet's stem and layers."""
+    if isinstance(getattr(model, "features", None), torch.nn.Sequential):
+        return list(model.features)
+    return [m for m in model.children() if any(True for _ in m.parameters())]
+
+
+def freeze_leading_blocks(model: torch.nn.Module, n: int) -> torch.nn.Sequential:
+    """Stop gradients into the first `n` blocks (fewer weights to fit on a small window, and a
+    cheaper backward pass); returns them, so training can keep them in eval mode."""
+    trunk = blocks(model)
+    if not 0 <= n < len(trunk):
+        raise DefectflowError(f"featurize.finetune.freeze_blocks={n}: the backbone has {len(trunk)} blocks; "
+                              f"choose 0 (train all) to {len(trunk) - 1}")
+    for block in trunk[:n]:
+        block.requires_grad_(False)
+    return torch.nn.Sequential(*trunk[:n])
 
 
 def full_state(backbone: str, weights: str | None, seed: int, headless: dict) -> dict:

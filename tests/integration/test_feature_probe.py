@@ -1,0 +1,55 @@
+"""Smoke of the frozen-feature probe: real ELPV cells, the reference candidate is the shipped featurizer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SMOKE = ["--limit", "240", "--module-size", "20", "--seeds", "0,1", "--candidates", "mnv2_224,stats",
+         "--set", "train.n_folds=3", "--set", "train.lgbm.n_estimators=40"]
+
+
+def test_feature_probe_smoke_and_reference_equals_shipped_featurizer(tmp_path):
+    from bench.quality.feature_probe import main
+    from defectflow.features.backbones import build_backbone
+    from defectflow.features.extract import FeatureExtractor
+
+    assert main([*SMOKE, "--scratch", str(tmp_path / "q"), "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / f"feature-probe-{datetime.now(UTC):%Y-%m-%d}.json").read_text())
+    rows = {r["name"]: r for r in result["candidates"]}
+    assert list(rows) == ["mnv2_224", "mnv2_224_logistic", "stats"]
+    for r in rows.values():
+        assert list(r["folds"]) == ["time", "unseen", "random"]
+        assert len(r["folds"]["time"]) == 3 and len(r["folds"]["unseen"]) == 6  # two seeds pooled
+        assert all(0 <= a <= 1 for v in r["folds"].values() for a in v)
+    assert rows["stats"]["dim"] == 38 and rows["mnv2_224"]["dim"] == 1280
+    # The reference row measures the product's own features, not a look-alike.
+    probe = np.load(tmp_path / "q" / "feature-probe" / "mnv2_224-240.npy")
+    model, spec = build_backbone("mobilenet_v2", "IMAGENET1K_V1", 224, seed=42)
+    images = sorted((tmp_path / "q" / "elpv" / "images").glob("*.png"))[:8]
+    shipped = FeatureExtractor(model, spec, num_workers=0).transform(images)
+    np.testing.assert_allclose(probe[:8], shipped, atol=1e-4)
+
+
+def test_head_probe_smoke_fine_tunes_each_fold_on_its_window(tmp_path):
+    from bench.quality.head_probe import SCORES, main
+
+    args = ["--limit", "240", "--module-size", "20", "--protocols", "time", "--set", "train.n_folds=3",
+            "--set", "featurize.finetune.epochs=1", "--set", "featurize.finetune.min_rows=100",
+            "--set", "featurize.image_size=48", "--set", "featurize.num_workers=0",
+            "--set", "train.lgbm.n_estimators=30", "--scratch", str(tmp_path / "q"), "--out", str(tmp_path / "out"),
+            "--stem", "smoke"]
+    assert main(args) == 0
+    folds = json.loads((tmp_path / "out" / "smoke.json").read_text())["protocols"]["time"]
+    assert [f["fold"] for f in folds] == [1, 2, 3]
+    assert "auc" not in folds[0] and folds[0]["rows"] < 100  # under min_rows: frozen, as the product does
+    for f in folds[1:]:
+        assert set(f["auc"]) == set(SCORES) and all(0 <= a <= 1 for a in f["auc"].values())
+        assert len(f["history"]) == 1
+    # One fine-tuned backbone and one head per fine-tuned window, keyed by its rows.
+    assert len(list((tmp_path / "q" / "head-probe").glob("*.head.pth"))) == 2
