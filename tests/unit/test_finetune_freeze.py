@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from defectflow.errors import DefectflowError
 from defectflow.features.backbones import build_backbone
-from defectflow.features.finetune import LabelledRows, blocks, finetune, freeze_leading_blocks
+from defectflow.features.finetune import blocks, finetune, freeze_leading_blocks
 from defectflow.params import FinetuneParams
 
 
-def _rows(root, n: int = 24) -> LabelledRows:
-    rng = np.random.default_rng(0)
-    root.mkdir()
-    paths = []
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / f"{i}.png")
-        paths.append(str(root / f"{i}.png"))
-    t = pd.Timestamp("2026-09-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="min")
-    return LabelledRows(sha256=[str(i) for i in range(n)], sources=paths, y=np.arange(n) % 2,
-                        captured_at=pd.Series(t), board_id=pd.Series(np.arange(n).astype(str)))
-
-
-def test_frozen_blocks_are_unchanged_and_the_rest_is_trained(tmp_path):
+def test_frozen_blocks_are_unchanged_and_the_rest_is_trained(noise_rows):
     start, _ = build_backbone("mobilenet_v2", "none", 16, seed=3)
     ft = FinetuneParams(epochs=1, batch_size=8, val_fraction=0.25, freeze_blocks=5)
-    tuned = finetune("mobilenet_v2", "none", 16, ft, 3, _rows(tmp_path / "img"), device="cpu", progress=False)
+    tuned = finetune("mobilenet_v2", "none", 16, ft, 3, noise_rows, device="cpu", progress=False)
     before = start.state_dict()
     frozen = [k for k in before if k.startswith(tuple(f"features.{i}." for i in range(5)))]
     trained = [k for k in before if k.startswith("features.18.") and k.endswith("weight")]

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from defectflow.features.imaging import ImageSource
 
 # The stride-16 block whose output is the patch map, per backbone (`anomaly.layer: auto`);
-# mobilenet_v2's was chosen by bench/anomaly/choice.py (resnet50's follows PatchCore/PaDiM, unmeasured here).
-DEFAULT_LAYERS = {"mobilenet_v2": "features.10", "resnet50": "layer3"}
+# mobilenet_v2's was chosen by bench/anomaly/choice.py (resnet50's follows PatchCore/PaDiM, unmeasured here;
+# efficientnet_lite0's is the end of its 80-channel stride-16 stage, as features.10 ends mobilenet_v2's 64-channel one).
+DEFAULT_LAYERS = {"mobilenet_v2": "features.10", "resnet50": "layer3", "efficientnet_lite0": "_blocks.7"}
 
 
 def resolve_layer(backbone: str, layer: str) -> str:

