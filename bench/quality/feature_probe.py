@@ -13,7 +13,7 @@ logistic regression. A candidate is worth building into `featurize` only if it b
 reference here on the time split and on unseen modules (EfficientNet-Lite0 did, and is now
 `featurize.backbone=efficientnet_lite0`; this probe builds it with the product's builder).
 
-Writes bench/results/feature-probe-<date>.{json,md}.
+Writes bench/results/feature-probe-<date>.{json,md} (or --stem).
 """
 
 from __future__ import annotations
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="params override (e.g. train.n_folds=3)")
     p.add_argument("--scratch", type=Path, default=Path("work/quality"))
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--stem", default=None, help="report file name without extension (default feature-probe-<date>)")
     args = p.parse_args(argv)
     chosen = [c for c in CANDIDATES if c.name in args.candidates.split(",")]
     if not chosen:
@@ -281,16 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     for c in chosen:
         X, seconds = features(c, cells, cache)
         fit = lightgbm_fit(train, params.seed, X.shape[1])
-        rows.append({"name": c.name, "what": c.what, "dim": X.shape[1], "feature_s": round(seconds, 1),
-                     "folds": summarise_unseen({n: fold_aucs(X, y, f, fit) for n, f in folds.items()})})
+        row = {"name": c.name, "what": c.what, "dim": X.shape[1], "feature_s": round(seconds, 1),
+               "folds": summarise_unseen({n: fold_aucs(X, y, f, fit) for n, f in folds.items()})}
+        rows.append(row)
+        print(c.name, {k: round(float(np.mean(v)), 3) for k, v in row["folds"].items()}, flush=True)
         if c.name == REFERENCE:
             rows.append({"name": f"{REFERENCE}_logistic", "what": "reference features, logistic regression "
                          "(standardised, C=0.001, class-balanced) instead of LightGBM", "dim": X.shape[1],
                          "feature_s": round(seconds, 1),
                          "folds": summarise_unseen({n: fold_aucs(X, y, f, logistic_fit) for n, f in folds.items()})})
-        print(c.name, {k: round(float(np.mean(v)), 3) for k, v in rows[-1]["folds"].items()}, flush=True)
     result = {**_header(args, cells, started), "protocols": rows[0]["folds"], "candidates": rows}
-    write_result(args.out, f"feature-probe-{result['date']}", result, to_markdown(result))
+    write_result(args.out, args.stem or f"feature-probe-{result['date']}", result, to_markdown(result))
     print(to_markdown(result))
     return 0
 
