@@ -60,6 +60,14 @@ def materialize(root: Path, limit: int | None = None, module_size: int = 60) -> 
     return Cells(Path(root), paths, labels, np.asarray(types[:n]), np.arange(n) // module_size)
 
 
+def uncertain(n: int) -> np.ndarray:
+    """True for ELPV's first `n` cells whose annotators were unsure (defect probability 1/3 or 2/3)."""
+    from elpv_dataset.utils import load_dataset
+
+    probabilities = np.asarray(load_dataset()[1][:n], dtype=float)
+    return (probabilities > 0) & (probabilities < 1)
+
+
 def from_data_folder(data_dir: Path, limit: int | None = None) -> Cells:
     """Your own data folder (labels.csv of the data contract): the labelled rows in capture
     order; board_id groups them into modules (each image its own when the column is absent)."""

@@ -191,8 +191,8 @@ def lightgbm_fit(train: TrainParams, seed: int, n_features: int):
     params.update(verbose=-1, seed=seed, deterministic=True,
                   colsample_bytree=1.0 if n_features < 100 else params.get("colsample_bytree", 1.0))
 
-    def fit(X, y):
-        return lgb.train(params, lgb.Dataset(X, y), num_boost_round=rounds).predict
+    def fit(X, y, weight=None):
+        return lgb.train(params, lgb.Dataset(X, y, weight=weight), num_boost_round=rounds).predict
     return fit
 
 
@@ -291,15 +291,16 @@ def main(argv: list[str] | None = None) -> int:
                          "(standardised, C=0.001, class-balanced) instead of LightGBM", "dim": X.shape[1],
                          "feature_s": round(seconds, 1),
                          "folds": summarise_unseen({n: fold_aucs(X, y, f, logistic_fit) for n, f in folds.items()})})
-    result = {**_header(args, cells, started), "protocols": rows[0]["folds"], "candidates": rows}
+    result = {**header("feature_probe", args, cells, started), "protocols": rows[0]["folds"], "candidates": rows}
     write_result(args.out, args.stem or f"feature-probe-{result['date']}", result, to_markdown(result))
     print(to_markdown(result))
     return 0
 
 
-def _header(args: argparse.Namespace, cells: elpv.Cells, started: float) -> dict:
+def header(benchmark: str, args: argparse.Namespace, cells: elpv.Cells, started: float) -> dict:
+    """The result file's provenance: which probe, its command line, machine, cells and elapsed time."""
     argv = " ".join(sys.argv[1:])
-    return {"benchmark": "feature_probe", "command": f"python -m bench.quality.feature_probe {argv}".strip(),
+    return {"benchmark": benchmark, "command": f"python -m bench.quality.{benchmark} {argv}".strip(),
             "machine": machine.describe("cpu"), "n": len(cells), "seeds": args.seeds,
             "elapsed_s": round(time.perf_counter() - started, 1), "date": f"{datetime.now(UTC):%Y-%m-%d}"}
 

@@ -35,6 +35,20 @@ def test_feature_probe_smoke_and_reference_equals_shipped_featurizer(tmp_path):
     shipped = FeatureExtractor(model, spec, num_workers=0).transform(images)
     np.testing.assert_allclose(probe[:8], shipped, atol=1e-4)
 
+    # The shift probe trains on the same cached features (concatenated here), one row per rule.
+    from bench.quality.shift_probe import RULES
+    from bench.quality.shift_probe import main as shift_main
+
+    shift = [a for a in SMOKE if a != "mnv2_224,stats" and a != "--candidates"]
+    assert shift_main([*shift, "--features", "mnv2_224,stats", "--scratch", str(tmp_path / "q"),
+                       "--out", str(tmp_path / "out"), "--stem", "shift"]) == 0
+    result = json.loads((tmp_path / "out" / "shift.json").read_text())
+    assert [r["name"] for r in result["candidates"]] == [r.name for r in RULES]
+    assert all(r["dim"] == 1280 + 38 for r in result["candidates"])
+    assert result["n_uncertain"] > 0
+    for r in result["candidates"]:
+        assert all(0 <= a <= 1 for v in r["folds"].values() for a in v) and len(r["folds"]["time"]) == 3
+
 
 def test_head_probe_smoke_fine_tunes_each_fold_on_its_window(tmp_path):
     from bench.quality.head_probe import SCORES, main
