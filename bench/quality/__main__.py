@@ -14,24 +14,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from bench.quality.cli import quality_parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
+    p = quality_parser("bench.quality", __doc__, stem="quality-<device>-<date>",
+                       set_help="params override applied to every run (after the variant's own)")
     p.add_argument("--variants", default="baseline", help="comma-separated names from bench/quality/variants.py")
     p.add_argument("--protocols", default="time,unseen,random", help="comma-separated: time, unseen, random")
-    p.add_argument("--seeds", default="0,1,2", help="module shuffles for `unseen` (the first also orders `random`)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N cells (smoke runs)")
-    p.add_argument("--module-size", type=int, default=60, help="ELPV: consecutive cells per board (a module has 60)")
     p.add_argument("--data", type=Path, default=None,
                    help="your own data folder (labels.csv of the data contract) instead of ELPV; board_id = module")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="base params file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="params override applied to every run (after the variant's own)")
-    p.add_argument("--scratch", type=Path, default=Path("work/quality"), help="images, data folders, workdirs")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--stem", default=None, help="report file name without extension")
     p.add_argument("--resume", action="store_true",
                    help="keep finished runs under --scratch whose data and params match (re-run evaluate only)")
     p.add_argument("--quiet", action="store_true")

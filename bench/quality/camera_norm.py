@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 
 from bench import machine
+from bench.quality.cli import RESULTS
 from bench.results_file import write_result
 from defectflow.evaluation.metrics import auc
 from defectflow.params import Params, TrainParams
 from defectflow.training.splits import time_split_folds
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 METHODS = ("plain", "center", "zscore", "onehot")
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from bench import machine
 from bench.quality import elpv
+from bench.quality.cli import quality_parser
 from bench.quality.protocols import Protocol, parse_protocols
 from bench.results_file import write_result
 from defectflow import atomic
@@ -42,7 +43,6 @@ from defectflow.features.imaging import load_uint8, normalize
 from defectflow.params import Params, TrainParams
 from defectflow.training.splits import time_split_folds
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 REFERENCE = "mnv2_224"
 
 
@@ -253,17 +253,8 @@ def summarise_unseen(folds: dict[str, list[float]]) -> dict[str, list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.quality.feature_probe", description=__doc__.splitlines()[0])
+    p = quality_parser("bench.quality.feature_probe", __doc__, stem="feature-probe-<date>")
     p.add_argument("--candidates", default=",".join(c.name for c in CANDIDATES))
-    p.add_argument("--seeds", default="0,1,2", help="module shuffles for `unseen` (the first also orders `random`)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N cells (smoke runs)")
-    p.add_argument("--module-size", type=int, default=60, help="consecutive cells per board (a module has 60)")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="params override (e.g. train.n_folds=3)")
-    p.add_argument("--scratch", type=Path, default=Path("work/quality"))
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--stem", default=None, help="report file name without extension (default feature-probe-<date>)")
     args = p.parse_args(argv)
     chosen = [c for c in CANDIDATES if c.name in args.candidates.split(",")]
     if not chosen:

@@ -21,7 +21,6 @@ Writes bench/results/head-probe-<date>.{json,md} (or --stem).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from scipy.stats import rankdata
 
 from bench import machine
 from bench.quality import elpv
+from bench.quality.cli import quality_parser
 from bench.quality.feature_probe import arranged, lightgbm_fit, protocol_folds
 from bench.quality.protocols import parse_protocols
 from bench.results_file import write_result
@@ -41,7 +41,6 @@ from defectflow.evaluation.metrics import auc
 from defectflow.hashing import sha256_file
 from defectflow.params import FeaturizeParams, Params, TrainParams
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 SCORES = ("lightgbm", "head", "rank_mean", "lightgbm+logit")
 
 
@@ -110,17 +109,8 @@ def to_markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.quality.head_probe", description=__doc__.splitlines()[0])
+    p = quality_parser("bench.quality.head_probe", __doc__, seeds="0", stem="head-probe-<date>")
     p.add_argument("--protocols", default="time", help="comma-separated: time, unseen, random")
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N cells (smoke runs)")
-    p.add_argument("--module-size", type=int, default=60)
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="params override, e.g. featurize.finetune.image_size=160")
-    p.add_argument("--scratch", type=Path, default=Path("work/quality"))
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--stem", default=None, help="report file name without extension (default head-probe-<date>)")
     args = p.parse_args(argv)
     params = Params.load(args.params, args.overrides)
     train, featurize = params.section("train", TrainParams), params.section("featurize", FeaturizeParams)

@@ -23,16 +23,15 @@ Writes bench/results/shift-probe-<date>.{json,md} (or --stem).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bench.quality import elpv
+from bench.quality.cli import quality_parser
 from bench.quality.feature_probe import (
     CANDIDATES,
     arranged,
@@ -47,8 +46,6 @@ from bench.results_file import write_result
 from defectflow.evaluation.metrics import auc
 from defectflow.params import Params, TrainParams
 from defectflow.training.splits import time_split_folds
-
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 @dataclass(frozen=True)
@@ -148,19 +145,11 @@ def shift_markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.quality.shift_probe", description=__doc__.splitlines()[0])
+    p = quality_parser("bench.quality.shift_probe", __doc__, stem="shift-probe-<date>")
     p.add_argument("--features", default="lite0_300", help="feature-probe candidates, concatenated (comma list)")
     p.add_argument("--rules", default=",".join(r.name for r in RULES))
     p.add_argument("--prior", type=float, default=20.0, help="images the training mean counts as (center_causal)")
-    p.add_argument("--uncertain-weight", type=float, default=0.3)
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--module-size", type=int, default=60)
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--scratch", type=Path, default=Path("work/quality"))
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--stem", default=None, help="report file name without extension (default shift-probe-<date>)")
+    p.add_argument("--uncertain-weight", type=float, default=0.3, help="training weight of uncertain cells")
     args = p.parse_args(argv)
     by_name = {c.name: c for c in CANDIDATES}
     unknown = [n for n in args.features.split(",") if n not in by_name]
