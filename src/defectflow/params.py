@@ -130,7 +130,7 @@ class AnomalyParams:
     """The anomaly head on the featurizer's backbone pass (docs/anomaly.md)."""
 
     enabled: bool = True
-    layer: str = "auto"             # backbone module giving the patch map; auto: features.10 / layer3 (stride 16)
+    layer: str = "auto"             # module giving the patch map; auto: anomaly.taps.DEFAULT_LAYERS (stride 16)
     method: str = "padim"           # padim (Gaussian per location) | patchcore (coreset + nearest neighbour)
     coreset_size: int = 1000        # PatchCore memory-bank rows kept: caps the model's memory
     max_candidates: int = 20000     # patches sampled from the good images before thinning: caps fitting memory
