@@ -224,9 +224,9 @@ def protocol_folds(cells: elpv.Cells, protocols: list[Protocol], train: TrainPar
     return out
 
 
-def to_markdown(result: dict) -> str:
+def to_markdown(result: dict, title: str = "Richer frozen features on ELPV: a probe before building them in") -> str:
     names = list(result["protocols"])
-    lines = ["# Richer frozen features on ELPV: a probe before building them in", "",
+    lines = [f"# {title}", "",
              f"Machine: **{machine.summary_line(result['machine'])}**; {result['elapsed_s']} s. "
              f"Command: `{result['command']}`. {result['n']} cells. LightGBM from params.yaml, all "
              "`n_estimators` rounds (no early stopping); `unseen` = mean of its seeds. Mean AUC (time-split "

@@ -38,6 +38,7 @@ from bench.quality.feature_probe import (
     features,
     header,
     lightgbm_fit,
+    protocol_folds,
     summarise_unseen,
     to_markdown,
 )
@@ -45,7 +46,6 @@ from bench.quality.protocols import parse_protocols
 from bench.results_file import write_result
 from defectflow.evaluation.metrics import auc
 from defectflow.params import Params, TrainParams
-from defectflow.training.splits import time_split_folds
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,10 @@ def rule_aucs(rule: Rule, X: np.ndarray, y: np.ndarray, folds, ctx: Context, fit
 
 def shift_markdown(result: dict) -> str:
     """The feature probe's table, one row per rule, titled with the features and the rules' settings."""
-    return to_markdown(result).replace(
-        "# Richer frozen features on ELPV: a probe before building them in",
-        f"# Following the shift on ELPV: camera centring, label confidence, the camera (features "
+    return to_markdown(result, title=(
+        f"Following the shift on ELPV: camera centring, label confidence, the camera (features "
         f"`{result['features']}`; causal prior {result['prior']:g} images, uncertain-cell weight "
-        f"{result['uncertain_weight']:g} on {result['n_uncertain']} cells)")
+        f"{result['uncertain_weight']:g} on {result['n_uncertain']} cells)"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,17 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     parts = [features(by_name[n], cells, cache) for n in args.features.split(",")]
     X = np.concatenate([x for x, _ in parts], axis=1)
     fit = lightgbm_fit(train, params.seed, X.shape[1])
-    rows = []
     protocols = parse_protocols(["time", "unseen", "random"], [int(s) for s in args.seeds.split(",")])
+    folds = protocol_folds(cells, protocols, train, y)
+    weights = np.where(uncertain, args.uncertain_weight, 1.0)
+    contexts = {p.name: Context(cells.types, arranged(p, cells)[0].to_numpy(), weights) for p in protocols}
+    rows = []
     for rule in rules:
-        folds = {}
-        for proto in protocols:
-            captured, boards = arranged(proto, cells)
-            ctx = Context(cells.types, captured.to_numpy(), np.where(uncertain, args.uncertain_weight, 1.0))
-            fs = time_split_folds(captured, boards, y, n_folds=train.n_folds, gap_days=train.gap_days)
-            folds[proto.name] = rule_aucs(rule, X, y, fs, ctx, fit, args.prior)
+        aucs = {name: rule_aucs(rule, X, y, fs, contexts[name], fit, args.prior) for name, fs in folds.items()}
         rows.append({"name": rule.name, "what": rule.what, "dim": X.shape[1],
-                     "feature_s": round(sum(s for _, s in parts), 1), "folds": summarise_unseen(folds)})
+                     "feature_s": round(sum(s for _, s in parts), 1), "folds": summarise_unseen(aucs)})
         print(rule.name, {k: round(float(np.mean(v)), 3) for k, v in rows[-1]["folds"].items()}, flush=True)
     result = {**header("shift_probe", args, cells, started), "features": args.features,
               "prior": args.prior, "uncertain_weight": args.uncertain_weight,
