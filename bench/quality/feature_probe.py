@@ -159,7 +159,7 @@ def features(c: Candidate, cells: elpv.Cells, cache: Path, batch: int = 32) -> t
     if c.net != "none":
         model, stages, mean, std = network(c.net, c.size)
         with torch.inference_mode():
-            for rgb in _batches(cells, c.size, batch, c.name):
+            for rgb in image_batches(cells, c.size, batch, c.name):
                 x = torch.from_numpy(normalize(contrast_normalised(rgb) if c.zscore else rgb, mean, std))
                 views = [x, x.flip(-1), x.flip(-2)] if c.flips else [x]
                 blocks.append(torch.stack([pooled(stages(v), c.pooling) for v in views]).mean(0).numpy())
@@ -175,7 +175,7 @@ def features(c: Candidate, cells: elpv.Cells, cache: Path, batch: int = 32) -> t
     return X, seconds
 
 
-def _batches(cells: elpv.Cells, size: int, batch: int, name: str) -> Iterator[np.ndarray]:
+def image_batches(cells: elpv.Cells, size: int, batch: int, name: str) -> Iterator[np.ndarray]:
     for start in tqdm(range(0, len(cells), batch), desc=name, unit="batch", disable=None):
         yield np.stack([load_uint8(cells.root / p, size) for p in cells.paths[start:start + batch]])
 

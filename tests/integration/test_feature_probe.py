@@ -67,3 +67,25 @@ def test_head_probe_smoke_fine_tunes_each_fold_on_its_window(tmp_path):
         assert len(f["history"]) == 1
     # One fine-tuned backbone and one head per fine-tuned window, keyed by its rows.
     assert len(list((tmp_path / "q" / "head-probe").glob("*.head.pth"))) == 2
+
+
+def test_tail_probe_smoke_tunes_the_tail_of_each_fold_on_cached_activations(tmp_path):
+    from bench.quality.tail_probe import SCORES, main
+
+    args = ["--limit", "240", "--module-size", "20", "--seeds", "0", "--tune-seeds", "0,1", "--cuts", "16,15",
+            "--set", "train.n_folds=3", "--set", "train.lgbm.n_estimators=30", "--set", "featurize.finetune.epochs=1",
+            "--set", "featurize.finetune.min_rows=100", "--scratch", str(tmp_path / "q"),
+            "--out", str(tmp_path / "out"), "--stem", "tail"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "out" / "tail.json").read_text())
+    names = [r["name"] for r in result["candidates"]]
+    assert names == ["frozen"] + [f"cut{c}_{s}" for c in (16, 15) for s in SCORES if s != "frozen"]
+    for r in result["candidates"]:
+        assert list(r["folds"]) == ["time", "unseen"] and len(r["folds"]["time"]) == 3
+        assert all(0 <= a <= 1 for v in r["folds"].values() for a in v)
+    by_name = {r["name"]: r["folds"]["time"] for r in result["candidates"]}
+    # Fold 1's window is under min_rows: every score keeps the frozen features there.
+    assert len({v[0] for v in by_name.values()}) == 1
+    assert by_name["cut16_head"][1:] != by_name["frozen"][1:]  # the tuned windows score differently
+    assert sorted(p.name for p in (tmp_path / "q" / "tail-probe").glob("*.npy")) == [
+        "lite0-300-cut15-240.npy", "lite0-300-cut16-240.npy"]

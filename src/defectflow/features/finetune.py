@@ -130,13 +130,7 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
     frozen = freeze_leading_blocks(model, ft.freeze_blocks)
     net = torch.nn.Sequential(model, head).to(dev, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
-    steps = ft.epochs * max(1, int(np.ceil(len(fit_pos) / ft.batch_size)))
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=ft.lr,
-                                  weight_decay=ft.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=ft.lr, total_steps=steps)
-    n_fail = float(y[fit_pos].sum())
-    pos_weight = torch.tensor((len(fit_pos) - n_fail) / n_fail if ft.class_weighted else 1.0, device=dev)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    optimizer, schedule, loss_fn = optimisation(net.parameters(), ft, y[fit_pos], dev)
     norm = _Normalizer(spec.mean, spec.std, dev)
 
     history, best_auc, best_state, best_head, stale = [], -1.0, None, None, 0
@@ -172,6 +166,19 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
             if stale >= ft.patience:
                 break
     return Finetuned(full_state(backbone, weights, seed, best_state, size), best_head, history)
+
+
+def optimisation(parameters, ft: FinetuneParams, y_fit: torch.Tensor, dev: torch.device):
+    """The recipe's optimiser, schedule and loss for training on the labels `y_fit`: AdamW on the
+    trainable parameters, a one-cycle schedule over `ft.epochs` epochs of `ft.batch_size` batches,
+    BCE with pos_weight n_pass / n_fail when `ft.class_weighted`."""
+    steps = ft.epochs * max(1, int(np.ceil(len(y_fit) / ft.batch_size)))
+    optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=ft.lr,
+                                  weight_decay=ft.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=ft.lr, total_steps=steps)
+    n_fail = float(y_fit.sum())
+    pos_weight = torch.tensor((len(y_fit) - n_fail) / n_fail if ft.class_weighted else 1.0, device=dev)
+    return optimizer, schedule, torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
 
 def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -221,31 +228,34 @@ def augment(x: torch.Tensor, ft: FinetuneParams, gen: torch.Generator) -> torch.
     from torchvision.transforms.functional import gaussian_blur
 
     n = x.shape[0]
+    x = symmetries(x, ft, gen)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * ft.contrast
+    gain = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * ft.brightness
+    x = ((x - mean) * contrast + mean) * gain
+    m = torch.rand(n, generator=gen) < ft.blur_p
+    if m.any():
+        x[m] = gaussian_blur(x[m], kernel_size=3, sigma=0.8)
+    if ft.noise_std > 0:
+        x = x + torch.randn(x.shape, generator=gen) * ft.noise_std
+    return x.clamp_(0, 1)
 
-    def pick(p: float) -> torch.Tensor:
-        return torch.rand(n, generator=gen) < p
 
+def symmetries(x: torch.Tensor, ft: FinetuneParams, gen: torch.Generator) -> torch.Tensor:
+    """Random horizontal/vertical flips and 90° rotations (as `ft` allows) of an NCHW batch, in place."""
+    n = x.shape[0]
     if ft.hflip:
-        m = pick(0.5)
+        m = torch.rand(n, generator=gen) < 0.5
         x[m] = x[m].flip(-1)
     if ft.vflip:
-        m = pick(0.5)
+        m = torch.rand(n, generator=gen) < 0.5
         x[m] = x[m].flip(-2)
     if ft.rot90 and x.shape[-1] == x.shape[-2]:
         k = torch.randint(0, 4, (n,), generator=gen)
         for turns in (1, 2, 3):
             m = k == turns
             x[m] = torch.rot90(x[m], turns, (-2, -1))
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * ft.contrast
-    gain = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * ft.brightness
-    x = ((x - mean) * contrast + mean) * gain
-    m = pick(ft.blur_p)
-    if m.any():
-        x[m] = gaussian_blur(x[m], kernel_size=3, sigma=0.8)
-    if ft.noise_std > 0:
-        x = x + torch.randn(x.shape, generator=gen) * ft.noise_std
-    return x.clamp_(0, 1)
+    return x
 
 
 @torch.inference_mode()
