@@ -98,7 +98,7 @@ def activations(cells: elpv.Cells, cuts: list[int], cache: Path,
                 batch: int = 32) -> tuple[dict[int, np.ndarray], float]:
     """Cut → N×C×H×W float32 activations of every cell (cached as .npy), and the seconds they took."""
     paths = {c: cache / f"lite0-{SIZE}-cut{c}-{len(cells)}.npy" for c in cuts}
-    timing = cache / f"lite0-{SIZE}-{len(cells)}-seconds.json"
+    timing = cache / f"lite0-{SIZE}-cuts{'-'.join(map(str, cuts))}-{len(cells)}-seconds.json"  # the pass's own time
     if all(p.is_file() for p in paths.values()) and timing.is_file():
         return {c: np.load(p) for c, p in paths.items()}, float(json.loads(timing.read_text())["seconds"])
     started = time.perf_counter()
@@ -155,11 +155,11 @@ def embed(tail: LiteTail, acts: np.ndarray, batch: int = 256) -> tuple[np.ndarra
     return pooled.numpy(), tail.head(pooled).squeeze(1).numpy()
 
 
-def fold_scores(acts: np.ndarray, frozen_X: np.ndarray, y: np.ndarray, fold, cut: int, ft: FinetuneParams,
+def fold_scores(acts: np.ndarray, frozen: np.ndarray, y: np.ndarray, fold, cut: int, ft: FinetuneParams,
                 seeds: list[int], fit) -> dict[str, float]:
-    """Each score's AUC on the fold's test block (every score = frozen where the window is under min_rows)."""
+    """Each score's AUC on the fold's test block, given the frozen LightGBM's predictions `frozen` there
+    (every score = frozen where the window is under min_rows)."""
     tr, te = fold.train_idx, fold.test_idx
-    frozen = fit(frozen_X[tr], y[tr])(frozen_X[te])
     if len(tr) < ft.min_rows:
         return dict.fromkeys(SCORES, round(auc(y[te], frozen), 4))
     heads, boosted = [], []
@@ -200,12 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     folds = protocol_folds(cells, protocols, train, y)
     acts, prefix_s = activations(cells, cuts, args.scratch / "tail-probe")
     fit = lightgbm_fit(train, params.seed, 1280)
+    # The untouched tail gives the same features at every cut: the frozen LightGBM is fitted once per fold.
+    frozen_X = embed(fresh_tail(cuts[0], params.seed), acts[cuts[0]])[0]
+    frozen = {name: [fit(frozen_X[f.train_idx], y[f.train_idx])(frozen_X[f.test_idx]) for f in fs]
+              for name, fs in folds.items()}
     rows: list[dict] = []
     for cut in cuts:
         tuning = time.perf_counter()
-        frozen_X = embed(fresh_tail(cut, params.seed), acts[cut])[0]
-        per_fold = {name: [fold_scores(acts[cut], frozen_X, y, f, cut, ft, tune_seeds, fit) for f in fs]
-                    for name, fs in folds.items()}
+        per_fold = {name: [fold_scores(acts[cut], frozen[name][k], y, f, cut, ft, tune_seeds, fit)
+                           for k, f in enumerate(fs)] for name, fs in folds.items()}
         seconds = round(prefix_s + time.perf_counter() - tuning, 1)
         trained = tuned_part(cut)
         for score, what in SCORES.items():

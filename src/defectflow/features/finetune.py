@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -168,7 +168,9 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
     return Finetuned(full_state(backbone, weights, seed, best_state, size), best_head, history)
 
 
-def optimisation(parameters, ft: FinetuneParams, y_fit: torch.Tensor, dev: torch.device):
+def optimisation(parameters: Iterable[torch.nn.Parameter], ft: FinetuneParams, y_fit: torch.Tensor,
+                 dev: torch.device) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR,
+                                             torch.nn.BCEWithLogitsLoss]:
     """The recipe's optimiser, schedule and loss for training on the labels `y_fit`: AdamW on the
     trainable parameters, a one-cycle schedule over `ft.epochs` epochs of `ft.batch_size` batches,
     BCE with pos_weight n_pass / n_fail when `ft.class_weighted`."""
