@@ -18,6 +18,10 @@ Scores of the test block:
   lightgbm     LightGBM on each seed's tuned pooled features, mean of the seeds' predictions
   frozen+head  mean of the ranks of `frozen` and `head` within the test block (no fitted weight)
 
+For the time split it also reports the pipeline's forward operating point of `frozen`, `head` and
+`lightgbm` (fold k's threshold from folds < k by params.yaml's `evaluate` rule), and LightGBM on
+each seed's tuned features alone (what a product without a seed ensemble would ship).
+
 Writes bench/results/tail-probe-<date>.{json,md} (or --stem).
 """
 
@@ -29,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.stats import rankdata
 
@@ -45,15 +50,18 @@ from bench.quality.feature_probe import (
 from bench.quality.protocols import parse_protocols
 from bench.results_file import write_result
 from defectflow import atomic
+from defectflow.evaluation.forward import forward_points
 from defectflow.evaluation.metrics import auc
 from defectflow.features.backbones import build_backbone
 from defectflow.features.extract import usable_cpus
 from defectflow.features.finetune import optimisation, symmetries
 from defectflow.features.imaging import normalize
-from defectflow.params import FeaturizeParams, FinetuneParams, Params, TrainParams
+from defectflow.params import EvaluateParams, FeaturizeParams, FinetuneParams, Params, TrainParams
 
 NET, WEIGHTS, SIZE = "efficientnet_lite0", "IMAGENET1K_V1", 300
 LITE0_BLOCKS = 16  # MBConv blocks in `_blocks`: cut 16 trains only the head convolution
+# Scores whose values are thresholds a plant could ship (a rank within one test block is not).
+FORWARD_SCORES = ("frozen", "head", "lightgbm")
 SCORES = {
     "frozen": "LightGBM on the frozen pooled features",
     "head": "tuned linear head's logit, mean over seeds",
@@ -155,13 +163,13 @@ def embed(tail: LiteTail, acts: np.ndarray, batch: int = 256) -> tuple[np.ndarra
     return pooled.numpy(), tail.head(pooled).squeeze(1).numpy()
 
 
-def fold_scores(acts: np.ndarray, frozen: np.ndarray, y: np.ndarray, fold, cut: int, ft: FinetuneParams,
-                seeds: list[int], fit) -> dict[str, float]:
-    """Each score's AUC on the fold's test block, given the frozen LightGBM's predictions `frozen` there
-    (every score = frozen where the window is under min_rows)."""
+def fold_predictions(acts: np.ndarray, frozen: np.ndarray, y: np.ndarray, fold, cut: int, ft: FinetuneParams,
+                     seeds: list[int], fit) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Each score's predictions for the fold's test block, given the frozen LightGBM's `frozen` there,
+    and each seed's own LightGBM predictions (a window under min_rows: every score = frozen, no seeds)."""
     tr, te = fold.train_idx, fold.test_idx
     if len(tr) < ft.min_rows:
-        return dict.fromkeys(SCORES, round(auc(y[te], frozen), 4))
+        return dict.fromkeys(SCORES, frozen), []
     heads, boosted = [], []
     for seed in seeds:
         tail = tune_tail(acts[tr], y[tr], cut, ft, seed)
@@ -169,9 +177,32 @@ def fold_scores(acts: np.ndarray, frozen: np.ndarray, y: np.ndarray, fold, cut: 
         heads.append(logit[len(tr):])
         boosted.append(fit(X[:len(tr)], y[tr])(X[len(tr):]))
     head = np.mean(heads, axis=0)
-    scores = {"frozen": frozen, "head": head, "lightgbm": np.mean(boosted, axis=0),
-              "frozen+head": (rankdata(frozen) + rankdata(head)) / 2}
-    return {k: round(auc(y[te], v), 4) for k, v in scores.items()}
+    return {"frozen": frozen, "head": head, "lightgbm": np.mean(boosted, axis=0),
+            "frozen+head": (rankdata(frozen) + rankdata(head)) / 2}, boosted
+
+
+def block_aucs(y: np.ndarray, folds, predictions: list[np.ndarray]) -> list[float]:
+    return [round(auc(y[f.test_idx], p), 4) for f, p in zip(folds, predictions, strict=True)]
+
+
+def forward(y: np.ndarray, folds, predictions: list[np.ndarray], ev: EvaluateParams) -> list[dict]:
+    """The pipeline's forward operating point for one score over a protocol's folds: fold k's
+    threshold chosen from folds < k by the shipped rule, and what it realizes on fold k."""
+    oof = pd.DataFrame({"fold": np.concatenate([np.full(len(f.test_idx), k) for k, f in enumerate(folds, 1)]),
+                        "y": np.concatenate([y[f.test_idx] for f in folds]), "p_fail": np.concatenate(predictions)})
+    return forward_points(oof, ev.target_fail_recall, ev.threshold_method, ev.recall_margin, ev.recall_confidence)
+
+
+def single_seeds(y: np.ndarray, folds: dict, predictions: dict, frozen_aucs: dict, seeds: list[int]) -> list[dict]:
+    """LightGBM on one seed's tuned features alone (what a product without a seed ensemble would
+    ship): per seed, protocol → fold AUCs (frozen AUC where the window was not tuned)."""
+    out = []
+    for i, seed in enumerate(seeds):
+        per_fold = {name: [round(auc(y[f.test_idx], boosted[i]), 4) if boosted else frozen_aucs[name][k]
+                           for k, (f, (_, boosted)) in enumerate(zip(fs, predictions[name], strict=True))]
+                    for name, fs in folds.items()}
+        out.append({"seed": seed, "folds": summarise_unseen(per_fold)})
+    return out
 
 
 def tuned_part(cut: int) -> str:
@@ -192,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_seeds = [int(s) for s in args.tune_seeds.split(",")]
     params = Params.load(args.params, args.overrides)
     train, ft = params.section("train", TrainParams), params.section("featurize", FeaturizeParams).finetune_params()
+    ev = params.section("evaluate", EvaluateParams)
     torch.set_num_threads(usable_cpus())
     started = time.perf_counter()
     cells = elpv.materialize(args.scratch / "elpv", args.limit, args.module_size)
@@ -204,30 +236,69 @@ def main(argv: list[str] | None = None) -> int:
     frozen_X = embed(fresh_tail(cuts[0], params.seed), acts[cuts[0]])[0]
     frozen = {name: [fit(frozen_X[f.train_idx], y[f.train_idx])(frozen_X[f.test_idx]) for f in fs]
               for name, fs in folds.items()}
+    frozen_aucs = {name: block_aucs(y, fs, frozen[name]) for name, fs in folds.items()}
     rows: list[dict] = []
     for cut in cuts:
         tuning = time.perf_counter()
-        per_fold = {name: [fold_scores(acts[cut], frozen[name][k], y, f, cut, ft, tune_seeds, fit)
-                           for k, f in enumerate(fs)] for name, fs in folds.items()}
+        predictions = {name: [fold_predictions(acts[cut], frozen[name][k], y, f, cut, ft, tune_seeds, fit)
+                              for k, f in enumerate(fs)] for name, fs in folds.items()}
         seconds = round(prefix_s + time.perf_counter() - tuning, 1)
         trained = tuned_part(cut)
         for score, what in SCORES.items():
             if score == "frozen" and rows:
                 continue  # the frozen features do not depend on the cut: one row
-            rows.append({"name": "frozen" if score == "frozen" else f"cut{cut}_{score}",
-                         "what": what if score == "frozen" else f"{trained} tuned; {what}",
-                         "cut": cut, "score": score, "dim": 1280, "feature_s": seconds,
-                         "folds": summarise_unseen({n: [s[score] for s in v] for n, v in per_fold.items()})})
-            print(rows[-1]["name"], {k: round(float(np.mean(v)), 3) for k, v in rows[-1]["folds"].items()}, flush=True)
+            scored = {name: [p[score] for p, _ in v] for name, v in predictions.items()}
+            row = {"name": "frozen" if score == "frozen" else f"cut{cut}_{score}",
+                   "what": what if score == "frozen" else f"{trained} tuned; {what}",
+                   "cut": cut, "score": score, "dim": 1280, "feature_s": seconds,
+                   "folds": summarise_unseen({n: block_aucs(y, folds[n], v) for n, v in scored.items()})}
+            if "time" in folds and score in FORWARD_SCORES:
+                row["forward"] = forward(y, folds["time"], scored["time"], ev)
+            if score == "lightgbm":
+                row["single_seeds"] = single_seeds(y, folds, predictions, frozen_aucs, tune_seeds)
+            rows.append(row)
+            print(row["name"], {k: round(float(np.mean(v)), 3) for k, v in row["folds"].items()}, flush=True)
     result = {**header("tail_probe", args, cells, started), "tune_seeds": tune_seeds, "finetune": ft.__dict__,
-              "prefix_s": round(prefix_s, 1), "protocols": rows[0]["folds"], "candidates": rows}
+              "evaluate": ev.__dict__, "prefix_s": round(prefix_s, 1), "protocols": rows[0]["folds"],
+              "candidates": rows}
     title = "Fine-tuning only EfficientNet-Lite0's last blocks at 300 px on cached activations (ELPV)"
     markdown = to_markdown(result, title=title) + (
-        f"\nTuning seeds per fold: {tune_seeds}; {ft.epochs} epochs, peak lr {ft.lr}, batch {ft.batch_size}. "
-        "Feature seconds: the prefix pass once plus every fold's tuning and LightGBM fits of that cut.\n")
+        f"\nTuning seeds per fold: {tune_seeds}; {ft.epochs} epochs, peak lr {ft.lr}, batch {ft.batch_size}, "
+        f"windows under {ft.min_rows} rows keep the frozen features. Feature seconds: the prefix pass once plus "
+        "every fold's tuning and LightGBM fits of that cut.\n") + forward_markdown(result) + seeds_markdown(result)
     write_result(args.out, args.stem or f"tail-probe-{result['date']}", result, markdown)
     print(markdown)
     return 0
+
+
+def forward_markdown(result: dict) -> str:
+    """The forward operating point of every score that has one (time split)."""
+    rows = [r for r in result["candidates"] if r.get("forward")]
+    if not rows:
+        return ""
+    ev = result["evaluate"]
+    lines = ["", f"Forward operating point on the time split: fold k's threshold chosen from folds < k by the "
+             f"shipped rule (`{ev['threshold_method']}`, target fail recall {ev['target_fail_recall']}, margin "
+             f"{ev['recall_margin']}), measured on fold k.", "",
+             "| candidate | fold | threshold | fail recall | review reduction | missed fails / fails |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        for f in r["forward"]:
+            lines.append(f"| `{r['name']}` | {f['fold']} | {f['threshold']:.4f} | {f['fail_recall']:.3f} | "
+                         f"{f['review_reduction']:.3f} | {f['missed_fails']} / {f['n_fail']} |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(result: dict) -> str:
+    """LightGBM on each tuning seed's features alone, beside the seeds' mean."""
+    lines = ["", "LightGBM on one seed's tuned features alone (what a product without a seed ensemble would "
+             "ship), mean AUC:", ""]
+    for r in result["candidates"]:
+        for s in r.get("single_seeds", []):
+            cells = "; ".join(f"{p} {np.mean(v):.3f}" + (" (" + " / ".join(f"{a:.3f}" for a in v) + ")"
+                                                          if p == "time" else "") for p, v in s["folds"].items())
+            lines.append(f"- `{r['name']}`, seed {s['seed']}: {cells}")
+    return "\n".join(lines) + "\n" if len(lines) > 3 else ""
 
 
 if __name__ == "__main__":

@@ -89,3 +89,16 @@ def test_tail_probe_smoke_tunes_the_tail_of_each_fold_on_cached_activations(tmp_
     assert by_name["cut16_head"][1:] != by_name["frozen"][1:]  # the tuned windows score differently
     assert sorted(p.name for p in (tmp_path / "q" / "tail-probe").glob("*.npy")) == [
         "lite0-300-cut15-240.npy", "lite0-300-cut16-240.npy"]
+    rows = {r["name"]: r for r in result["candidates"]}
+    # The time split's forward operating point: folds 2 and 3, thresholds chosen on earlier folds only.
+    for name in ("frozen", "cut16_head", "cut16_lightgbm", "cut15_lightgbm"):
+        forward = rows[name]["forward"]
+        assert [f["fold"] for f in forward] == [2, 3]
+        assert all(0 <= f["fail_recall"] <= 1 and 0 <= f["missed_fails"] <= f["n_fail"] for f in forward)
+    assert "forward" not in rows["cut16_frozen+head"]  # a rank within one block is no shippable threshold
+    # One seed alone: fold 1 keeps the frozen AUC, tuned folds give each seed its own figure.
+    seeds = rows["cut16_lightgbm"]["single_seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    assert all(s["folds"]["time"][0] == by_name["frozen"][0] for s in seeds)
+    assert seeds[0]["folds"]["time"][1:] != seeds[1]["folds"]["time"][1:]
+    assert "Forward operating point" in (tmp_path / "out" / "tail.md").read_text()
