@@ -193,15 +193,14 @@ def forward(y: np.ndarray, folds, predictions: list[np.ndarray], ev: EvaluatePar
     return forward_points(oof, ev.target_fail_recall, ev.threshold_method, ev.recall_margin, ev.recall_confidence)
 
 
-def single_seeds(y: np.ndarray, folds: dict, predictions: dict, frozen_aucs: dict, seeds: list[int]) -> list[dict]:
+def single_seeds(y: np.ndarray, folds: dict, predictions: dict, seeds: list[int]) -> list[dict]:
     """LightGBM on one seed's tuned features alone (what a product without a seed ensemble would
-    ship): per seed, protocol → fold AUCs (frozen AUC where the window was not tuned)."""
+    ship): per seed, protocol → fold AUCs (the frozen predictions where the window was not tuned)."""
     out = []
     for i, seed in enumerate(seeds):
-        per_fold = {name: [round(auc(y[f.test_idx], boosted[i]), 4) if boosted else frozen_aucs[name][k]
-                           for k, (f, (_, boosted)) in enumerate(zip(fs, predictions[name], strict=True))]
-                    for name, fs in folds.items()}
-        out.append({"seed": seed, "folds": summarise_unseen(per_fold)})
+        alone = {name: [boosted[i] if boosted else scores["frozen"] for scores, boosted in v]
+                 for name, v in predictions.items()}
+        out.append({"seed": seed, "folds": summarise_unseen({n: block_aucs(y, folds[n], v) for n, v in alone.items()})})
     return out
 
 
@@ -236,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     frozen_X = embed(fresh_tail(cuts[0], params.seed), acts[cuts[0]])[0]
     frozen = {name: [fit(frozen_X[f.train_idx], y[f.train_idx])(frozen_X[f.test_idx]) for f in fs]
               for name, fs in folds.items()}
-    frozen_aucs = {name: block_aucs(y, fs, frozen[name]) for name, fs in folds.items()}
     rows: list[dict] = []
     for cut in cuts:
         tuning = time.perf_counter()
@@ -255,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             if "time" in folds and score in FORWARD_SCORES:
                 row["forward"] = forward(y, folds["time"], scored["time"], ev)
             if score == "lightgbm":
-                row["single_seeds"] = single_seeds(y, folds, predictions, frozen_aucs, tune_seeds)
+                row["single_seeds"] = single_seeds(y, folds, predictions, tune_seeds)
             rows.append(row)
             print(row["name"], {k: round(float(np.mean(v)), 3) for k, v in row["folds"].items()}, flush=True)
     result = {**header("tail_probe", args, cells, started), "tune_seeds": tune_seeds, "finetune": ft.__dict__,
