@@ -49,6 +49,20 @@ def test_feature_probe_smoke_and_reference_equals_shipped_featurizer(tmp_path):
     for r in result["candidates"]:
         assert all(0 <= a <= 1 for v in r["folds"].values() for a in v) and len(r["folds"]["time"]) == 3
 
+    # The threshold probe runs the pipeline's CV on the same cache: every rule on folds 2 and 3.
+    from bench.quality.threshold_probe import main as threshold_main
+
+    assert threshold_main([*shift, "--set", "train.min_train=50", "--features", "mnv2_224",
+                           "--scratch", str(tmp_path / "q"), "--out", str(tmp_path / "out"), "--stem", "threshold"],
+                          progress=lambda _: None) == 0
+    result = json.loads((tmp_path / "out" / "threshold.json").read_text())
+    assert list(result["protocols"]) == ["time", "unseen-0", "unseen-1"]
+    for protocol in result["protocols"].values():
+        assert len(protocol["fold_auc"]) == 3 and [c["fold"] for c in protocol["carry"]] == [1, 2, 3]
+        for points in protocol["rules"].values():
+            assert all(0 <= r["fail_recall"] <= 1 and 0 <= r["missed_fails"] <= r["n_fail"] for r in points)
+    assert "in_sample" in result["protocols"]["time"]["rules"]
+
 
 def test_head_probe_smoke_fine_tunes_each_fold_on_its_window(tmp_path):
     from bench.quality.head_probe import SCORES, main
