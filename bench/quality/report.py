@@ -90,11 +90,13 @@ def _run_section(run: dict) -> list[str]:
              f"({'; '.join(run['gate']['reasons'])}); device {run['device']}; wall {sum(run['wall_s'].values()):.0f} s"
              f"{' (stage times recorded by the earlier invocation that trained it)' if run.get('reused') else ''}.",
              "", "| fold | AUC | 95 % CI | rounds (early stop) | forward threshold | forward recall | missed | "
-             "no review |", "|---|---:|---|---|---:|---:|---:|---:|"]
+             "no review | at best (in-sample) |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for k, (a, ci) in enumerate(zip(run["fold_auc"], run["fold_auc_ci95"], strict=True), start=1):
         f = forward.get(k)
+        # a run resumed from a report older than the in-sample ceiling has none
+        best = f"{f['ceiling_review_reduction']:.1%}" if f and "ceiling_review_reduction" in f else "–"
         fwd = (f"{f['threshold']:.3f} | {f['fail_recall']:.3f} | {f['missed_fails']}/{f['n_fail']} | "
-               f"{f['review_reduction']:.1%}") if f else "– | – | – | –"
+               f"{f['review_reduction']:.1%} | {best}") if f else "– | – | – | – | –"
         lines.append(f"| {k} | {a:.3f} | {ci[0]:.3f}–{ci[1]:.3f} | {run['rounds_used'][k - 1]} "
                      f"({run['best_iteration'][k - 1]}) | {fwd} |")
     cams = ", ".join(f"{c['camera_id']} {c['auc']:.3f}" if c["auc"] is not None else f"{c['camera_id']} –"

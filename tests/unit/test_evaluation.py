@@ -74,6 +74,10 @@ def test_forward_threshold_comes_from_earlier_folds_only():
     # Fold 2: from fold 1 alone, 3 of 4 fails → threshold 0.7; on fold 2 only 0.9 reaches it.
     assert fwd[0]["threshold"] == 0.7 and fwd[0]["fail_recall"] == 0.25 and fwd[0]["missed_fails"] == 3
     assert fwd[0]["review_reduction"] == pytest.approx(5 / 6)
+    # Its ceiling: fold 2's own 3-of-4 threshold (0.5) would have left half its images unreviewed, so
+    # the 5/6 it realized came from missed fails.
+    assert fwd[0]["ceiling_review_reduction"] == pytest.approx(1 / 2)
+    assert fwd[1]["ceiling_review_reduction"] == pytest.approx(1 / 2)
     # Fold 3: folds 1 and 2 pooled (8 fails, 6 needed) → threshold 0.6. Changing fold 3 cannot move it.
     assert fwd[1]["threshold"] == 0.6
     oof.loc[oof["fold"] == 3, "p_fail"] = [0.1, 0.05]
@@ -135,3 +139,22 @@ def test_lower_bound_rule_flags_enough_fails_for_the_confidence_asked():
     held = [(rng.random(n) >= np.sort(rng.random(n))[::-1][k - 1]).mean() >= target for _ in range(400)]
     assert np.mean(held) > 0.9
     assert recall_threshold(np.ones(5), np.linspace(0, 1, 5), 0.95, "lower_bound") == 0.0  # too few: flag all
+
+
+def test_forward_ceiling_bounds_every_threshold_that_reaches_the_target():
+    """The ceiling is the highest threshold reaching the target on the fold itself: a forward threshold
+    that reached the target cannot leave more images unreviewed, one that missed it leaves at least as many."""
+    from defectflow.evaluation.forward import forward_points
+
+    rng = np.random.default_rng(0)
+    parts = {}
+    for fold in range(1, 9):
+        y = rng.integers(0, 2, 80)
+        parts[fold] = (y.tolist(), (0.4 * y + rng.normal(0.3 + 0.05 * rng.normal(), 0.25, 80)).tolist())
+    points = forward_points(_oof(parts), target_recall=0.9)
+    assert {f["fail_recall"] >= 0.9 for f in points} == {True, False}  # both sides are exercised
+    for f in points:
+        if f["fail_recall"] >= 0.9:
+            assert f["review_reduction"] <= f["ceiling_review_reduction"] + 1e-9
+        else:
+            assert f["review_reduction"] >= f["ceiling_review_reduction"] - 1e-9

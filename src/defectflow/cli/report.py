@@ -20,7 +20,8 @@ def fold_table(metrics: dict) -> Table:
     table.add_column("95 % CI", justify="right")
     table.add_column("rounds", justify="right")
     table.add_column("fwd recall", justify="right")
-    table.add_column("fwd no review", justify="right")
+    table.add_column("no review", justify="right")
+    table.add_column("at best", justify="right")  # in-sample: the most this fold allows at the target recall
     forward = {f["fold"]: f for f in metrics.get("forward", [])}
     for f in metrics["folds"]:
         window = f"{str(f['test_start'])[:10]} → {str(f['test_end'])[:10]}"
@@ -29,7 +30,8 @@ def fold_table(metrics: dict) -> Table:
         table.add_row(str(f["fold"]), window, str(f["n_train"]), str(f["n_test"]), f"{f['auc']:.4f}",
                       f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "–", str(f.get("rounds_used") or "–"),
                       f"{fwd['fail_recall']:.3f} ({fwd['missed_fails']} missed)" if fwd else "–",
-                      f"{fwd['review_reduction']:.1%}" if fwd else "–")
+                      f"{fwd['review_reduction']:.1%}" if fwd else "–",
+                      f"{fwd['ceiling_review_reduction']:.1%}" if fwd else "–")
     return table
 
 

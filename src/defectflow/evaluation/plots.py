@@ -79,6 +79,8 @@ def forward_recall(forward: list[dict], target: float, tolerance: float, path: P
     folds = [f["fold"] for f in forward]
     ax.plot(folds, [f["fail_recall"] for f in forward], marker="o", label="fail recall (threshold from earlier folds)")
     ax.plot(folds, [f["review_reduction"] for f in forward], marker="s", label="share no longer reviewed")
+    ax.plot(folds, [f["ceiling_review_reduction"] for f in forward], marker="s", ls="--", color="tab:gray",
+            label="share no longer reviewed at best (in-sample)")
     ax.axhline(target, color="tab:green", ls="--", label=f"target recall {target}")
     ax.axhline(target - tolerance, color="tab:red", ls=":", label=f"gate floor {target - tolerance:.2f}")
     ax.set(xlabel="fold", ylabel="share", ylim=(0, 1.02), title="Forward-validated operating point")
