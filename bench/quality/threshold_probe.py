@@ -76,16 +76,26 @@ def point(y: np.ndarray, flagged: np.ndarray) -> dict:
             "missed_fails": int((~flagged[y == 1]).sum()), "n_fail": int(y.sum())}
 
 
+def rule_threshold(part: pd.DataFrame, ev: EvaluateParams, method: str | None = None) -> float:
+    """The `evaluate` rule's threshold (params.yaml's method unless `method`) on `part`'s predictions;
+    0 (flag everything) when `part` has no fail to calibrate on."""
+    if not part["y"].any():
+        return 0.0
+    return recall_threshold(part["y"].to_numpy(), part["p_fail"].to_numpy(),
+                            rule_target(ev.target_fail_recall, ev.recall_margin), method or ev.threshold_method,
+                            ev.recall_confidence)
+
+
+def own_thresholds(ahead: pd.DataFrame, ev: EvaluateParams) -> dict[int, float]:
+    """Each fold model's threshold chosen on its own fold's out-of-fold predictions."""
+    oof = ahead[ahead["block"] == ahead["fold"]]
+    return {int(fold): rule_threshold(part, ev) for fold, part in oof.groupby("fold")}
+
+
 def rule_points(ahead: pd.DataFrame, ev: EvaluateParams) -> dict[str, list[dict]]:
     """Rule name → one record per fold k ≥ 2 (fold, fail_recall, review_reduction, missed_fails, n_fail)."""
-    aim = rule_target(ev.target_fail_recall, ev.recall_margin)
     oof = ahead[ahead["block"] == ahead["fold"]]
-
-    def threshold(part: pd.DataFrame, method: str = ev.threshold_method) -> float:
-        if not part["y"].any():
-            return 0.0  # nothing to calibrate on: flag everything
-        return recall_threshold(part["y"].to_numpy(), part["p_fail"].to_numpy(), aim, method, ev.recall_confidence)
-
+    own = own_thresholds(ahead, ev)
     rules: dict[str, list[dict]] = {}
     for method in THRESHOLD_METHODS:
         rules[f"past_{method}"] = [
@@ -99,34 +109,32 @@ def rule_points(ahead: pd.DataFrame, ev: EvaluateParams) -> dict[str, list[dict]
         y, p = now["y"].to_numpy(), now["p_fail"].to_numpy()
         per_camera = np.zeros(len(now), bool)
         for camera, part in now.groupby("camera_id"):
-            per_camera[(now["camera_id"] == camera).to_numpy()] = part["p_fail"].to_numpy() >= threshold(
-                past[past["camera_id"] == camera])
+            per_camera[(now["camera_id"] == camera).to_numpy()] = part["p_fail"].to_numpy() >= rule_threshold(
+                past[past["camera_id"] == camera], ev)
         rules.setdefault("past_per_camera", []).append({"fold": int(k), **point(y, per_camera)})
-        worst = min(threshold(part) for _, part in past.groupby("fold"))
+        earlier = [j for j in folds if j < k]
+        worst = min(own[j] for j in earlier)
         rules.setdefault("past_worst_fold", []).append({"fold": int(k), **point(y, p >= worst)})
         previous = ahead[(ahead["fold"] == k - 1) & (ahead["block"] == k)]
         rules.setdefault("previous_model", []).append(
-            {"fold": int(k), **point(previous["y"].to_numpy(),
-                                     previous["p_fail"].to_numpy() >= threshold(oof[oof["fold"] == k - 1]))})
-        share = max(float((part["p_fail"] >= threshold(part)).mean()) for _, part in past.groupby("fold"))
+            {"fold": int(k), **point(previous["y"].to_numpy(), previous["p_fail"].to_numpy() >= own[k - 1])})
+        share = max(float((oof.loc[oof["fold"] == j, "p_fail"] >= own[j]).mean()) for j in earlier)
         top = np.zeros(len(p), bool)
         top[np.argsort(-p, kind="stable")[:int(np.ceil(share * len(p)))]] = True
         rules.setdefault("flag_share", []).append({"fold": int(k), **point(y, top)})
-        rules.setdefault("in_sample", []).append({"fold": int(k), **point(y, p >= threshold(now, "empirical"))})
+        rules.setdefault("in_sample", []).append(
+            {"fold": int(k), **point(y, p >= rule_threshold(now, ev, "empirical"))})
     return rules
 
 
 def carry(ahead: pd.DataFrame, ev: EvaluateParams) -> list[dict]:
     """Each fold model's own-fold threshold and the fail recall it realizes on every later block."""
-    aim = rule_target(ev.target_fail_recall, ev.recall_margin)
     rows = []
-    for fold, part in ahead.groupby("fold"):
-        own = part[part["block"] == fold]
-        t = recall_threshold(own["y"].to_numpy(), own["p_fail"].to_numpy(), aim, ev.threshold_method,
-                             ev.recall_confidence)
+    for fold, t in own_thresholds(ahead, ev).items():
+        part = ahead[ahead["fold"] == fold]
         later = {int(b): round(measure_at(g["y"].to_numpy(), g["p_fail"].to_numpy(), t).fail_recall, 4)
                  for b, g in part[part["block"] > fold].groupby("block") if g["y"].any()}
-        rows.append({"fold": int(fold), "threshold": round(t, 6), "recall_later": later})
+        rows.append({"fold": fold, "threshold": round(t, 6), "recall_later": later})
     return rows
 
 

@@ -45,6 +45,6 @@ def forward_points(oof: pd.DataFrame, target_recall: float, method: str = "empir
         ceiling = operating_point(y, p, target_recall, "empirical").review_reduction
         records.append({"fold": int(fold), "threshold": op.threshold, "fail_recall": round(op.fail_recall, 6),
                         "review_reduction": round(op.review_reduction, 6), "missed_fails": op.missed_fails,
-                        "n_fail": int(now["y"].sum()), "n": op.n,
+                        "n_fail": int(y.sum()), "n": op.n,
                         "ceiling_review_reduction": round(ceiling, 6)})
     return records
