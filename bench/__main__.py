@@ -21,7 +21,7 @@ RESULTS = Path(__file__).with_name("results")
 # first OpenVINO case: forking this process once OpenVINO's thread pool runs segfaulted it (2 of 2
 # full runs; features/extract.py, _worker_start_method), and a worker start-up from a forkserver
 # instead would distort c's timing.
-ALL_CASES = ("c", "memory", "ab", "d", "e", "profile")
+ALL_CASES = ("c", "memory", "ab", "d", "e", "f", "profile")
 
 
 def load_profile(name: str, overrides: list[str], config: Path = CONFIG) -> dict:
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> tuple[Path, Path]:
     from bench import machine, report, targets
-    from bench.cases import booster, edge, featurize, incremental, memory
+    from bench.cases import booster, edge, featurize, finetune, incremental, memory
     from bench.cases.context import Context
     from bench.images import ImageSet
 
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> tuple[Path, Path]:
         ctx = Context(cfg, scratch, ImageSet(scratch / "images", int(cfg["source_size"]), int(cfg["seed"])),
                       progress=not args.quiet)
         rows, breakdown = [], None
-        runners = {"ab": featurize.run, "c": incremental.run, "d": booster.run, "e": edge.run, "memory": memory.run}
+        runners = {"ab": featurize.run, "c": incremental.run, "d": booster.run, "e": edge.run, "f": finetune.run,
+                   "memory": memory.run}
         for case in cases:
             if case == "profile":
                 ctx.log("where the time goes")

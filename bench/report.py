@@ -15,6 +15,7 @@ CASE_TITLES = {
     "c": "(c) Incremental cost",
     "d": "(d) LightGBM training time vs rows",
     "e": "(e) Edge scoring: ONNX bundle vs pyfunc",
+    "f": "(f) Fine-tuning: frozen blocks cached vs run every epoch",
     "memory": "Peak memory vs dataset size",
 }
 

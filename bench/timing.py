@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 class Result:
     """One benchmark row: what was measured, each run's value and their median."""
 
-    case: str  # a | b | c | d | e | memory | profile
+    case: str  # a | b | c | d | e | f | memory | profile
     name: str
     unit: str
     runs: list[float]

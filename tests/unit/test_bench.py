@@ -83,3 +83,16 @@ def test_profiles_and_overrides(tmp_path):
         load_profile("nope", [])
     with pytest.raises(SystemExit, match="expected key=value"):
         load_profile("smoke", ["repeats"])
+
+
+def test_finetune_case_times_both_recipes_in_turn_and_compares_their_medians(tmp_path):
+    args = parse_args(["--profile", "smoke", "--cases", "f", "--out", str(tmp_path / "out"), "--quiet",
+                       "--scratch", str(tmp_path / "scratch")])
+    json_path, md_path = run(args)
+    rows = json.loads(json_path.read_text())["results"]
+    assert [r["case"] for r in rows] == ["f", "f"] and json_path.name.endswith("-f.json")
+    base, cached = rows
+    assert "every epoch" in base["name"] and "cache_frozen" in cached["name"]
+    assert len(base["runs"]) == len(cached["runs"]) == 2 and all(v > 0 for v in base["runs"] + cached["runs"])
+    assert cached["baseline"] == base["name"] and math.isclose(cached["ratio"], cached["median"] / base["median"])
+    assert "(f) Fine-tuning" in md_path.read_text()

@@ -1,4 +1,5 @@
-"""featurize.finetune.freeze_blocks: the first blocks keep their starting weights and BatchNorm statistics."""
+"""featurize.finetune.freeze_blocks: the first blocks keep their starting weights and BatchNorm statistics;
+val_fraction 0: no early-stopping slice."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 
 from defectflow.errors import DefectflowError
 from defectflow.features.backbones import build_backbone
-from defectflow.features.finetune import blocks, finetune, freeze_leading_blocks
+from defectflow.features.finetune import finetune
+from defectflow.features.trunk import blocks, freeze_leading_blocks
 from defectflow.params import FinetuneParams
 
 
@@ -29,3 +31,10 @@ def test_freeze_blocks_must_leave_something_to_train():
     assert len(blocks(model)) == 6  # conv1, bn1, layer1..layer4 (the fc head is gone)
     with pytest.raises(DefectflowError, match="choose 0 .* to 5"):
         freeze_leading_blocks(model, 6)
+
+
+def test_val_fraction_zero_trains_every_epoch_on_every_row(noise_rows):
+    ft = FinetuneParams(epochs=3, batch_size=8, val_fraction=0.0, patience=1, freeze_blocks=12)
+    tuned = finetune("mobilenet_v2", "none", 16, ft, 3, noise_rows, device="cpu", progress=False)
+    assert [h["epoch"] for h in tuned.history] == [1, 2, 3]  # patience 1 never stops it: nothing to stop on
+    assert not any("val_auc" in h for h in tuned.history)

@@ -203,6 +203,11 @@ def test_finetuned_fold_features_come_only_from_the_fold_training_window(tmp_pat
     keys = [weights_key("mobilenet_v2", "none", 16, ft, 3, labelled_rows(m.iloc[folds[1].train_idx], tmp_path / d))
             for m, d in ((meta, "a"), (meta2, "b"))]
     assert keys[0] != keys[1]
+    # Same images and labels captured at other times: another early-stopping slice, another key.
+    shifted = meta.assign(captured_at=meta["captured_at"].iloc[::-1].to_numpy())
+    moved = weights_key("mobilenet_v2", "none", 16, ft, 3,
+                        labelled_rows(shifted.iloc[folds[1].train_idx], tmp_path / "a"))
+    assert moved != keys[0]
 
 
 def test_a_window_under_finetune_min_rows_keeps_the_frozen_features(tmp_path):

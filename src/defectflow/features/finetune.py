@@ -5,22 +5,26 @@ few epochs of transfer learning (a linear fail/pass head on the pooled features,
 backbone trained) adapt them. The result is an ordinary full-model state dict (the original
 ImageNet head kept, so `featurize.weights=<file>` and `build_backbone` load it as any other
 weights file), content-addressed: its name is a hash of the recipe and of the (sha256,
-label) set of the rows it was trained on, so a CV fold, the final model and a re-run each find
+label, captured_at, board) set of the rows it was trained on, so a CV fold, the final model and a re-run each find
 their own weights, and no fold can pick up weights trained on another fold's rows.
 
 Training: images decoded once at the training size; augmentations suited to inspection
 images (flips, 90° rotations, brightness/contrast gain, slight blur, sensor noise); class-
 weighted BCE; AdamW with a one-cycle schedule; early stopping on the AUC of the newest
 `val_fraction` of the rows (boards kept on one side), the best epoch's weights kept. CUDA
-runs under bf16 autocast. Seeds fix initialisation, shuffling and augmentation.
+runs under bf16 autocast. Seeds fix initialisation, shuffling and augmentation. With
+`freeze_blocks` > 0 and `cache_frozen`, the frozen blocks' output is computed once per image and
+the epochs train only the rest on it (defectflow.features.trunk; flips and 90° turns then act on
+that output, and the photometric augmentations are left out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,18 +35,19 @@ import torch
 from tqdm import tqdm
 
 from defectflow import atomic
-from defectflow.errors import DefectflowError
+from defectflow.errors import ConfigError, DefectflowError
 from defectflow.evaluation.metrics import auc
 from defectflow.features.backbones import backbone as backbone_entry
 from defectflow.features.backbones import build_backbone, full_model
 from defectflow.features.extract import select_device, usable_cpus
 from defectflow.features.imaging import ImageSource, load_uint8
+from defectflow.features.trunk import freeze_leading_blocks, from_prefix_output, prefix_outputs
 from defectflow.features.weights import resolve_weights
 from defectflow.params import FinetuneParams
 
 log = logging.getLogger(__name__)
 # Bump when the training procedure changes: cached fine-tuned weights become stale.
-RECIPE_VERSION = "finetune-v1"
+RECIPE_VERSION = "finetune-v2"  # v2: rows keyed by time and board too
 # FinetuneParams fields that decide whether a window is fine-tuned, not how: not part of the weights' key.
 NOT_RECIPE = ("min_rows",)
 
@@ -67,13 +72,16 @@ def train_size(image_size: int, ft: FinetuneParams) -> int:
 
 def weights_key(backbone: str, weights: str | None, image_size: int, ft: FinetuneParams, seed: int,
                 rows: LabelledRows) -> str:
-    """Hash of everything the fine-tuned weights depend on: recipe + the (sha256, label) set."""
+    """Hash of everything the fine-tuned weights depend on: the recipe, and the set of rows trained on,
+    each as (sha256, label, captured_at, board_id): the early-stopping slice is cut by time and board."""
     recipe = {"version": RECIPE_VERSION, "backbone": backbone,
               "base": resolve_weights(backbone, weights, seed).weights_id,
               "image_size": train_size(image_size, ft), "seed": seed,
               "finetune": {k: v for k, v in asdict(ft).items() if k not in NOT_RECIPE}}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
-    for item in sorted(f"{s}:{int(v)}" for s, v in zip(rows.sha256, rows.y, strict=True)):
+    times = pd.to_datetime(rows.captured_at, utc=True).map(pd.Timestamp.isoformat)
+    items = zip(rows.sha256, rows.y, times, rows.board_id.astype(str), strict=True)
+    for item in sorted(f"{s}:{int(v)}:{t}:{b}" for s, v, t, b in items):
         digest.update(item.encode() + b"\n")
     return digest.hexdigest()[:24]
 
@@ -88,13 +96,32 @@ def finetuned_weights(cache_dir: Path, backbone: str, weights: str | None, image
         return path
     if len(np.unique(rows.y)) < 2:
         raise DefectflowError(f"fine-tuning needs pass and fail images; the {len(rows)} rows hold one class only")
-    tuned = finetune(backbone, weights, image_size, ft, seed, rows, device, progress)
+    if ft.average_seeds > 1 and resolve_weights(backbone, weights, seed).path is None:
+        raise ConfigError(f"featurize.finetune.average_seeds={ft.average_seeds} needs pretrained weights: with "
+                          f"weights={weights!r} every seed starts from another random network, and their average "
+                          "means nothing; set average_seeds: 1")
+    seeds = [seed + i for i in range(ft.average_seeds)]
+    tuned = [finetune(backbone, weights, image_size, ft, s, rows, device, progress) for s in seeds]
     with atomic.atomic_path(path, suffix=".pth") as tmp:
-        torch.save(tuned.state, tmp)
+        torch.save(average_states([t.state for t in tuned]), tmp)
     atomic.write_json(path.with_suffix(".json"), {"key": key, "n_rows": len(rows), "n_fail": int(rows.y.sum()),
-                                                  "base_weights": weights, "finetune": asdict(ft), "seed": seed,
-                                                  "history": tuned.history})
+                                                  "base_weights": weights, "finetune": asdict(ft), "seeds": seeds,
+                                                  "history": [t.history for t in tuned]})
     return path
+
+
+def average_states(states: list[dict]) -> dict:
+    """The element-wise mean of state dicts of one architecture (a "model soup": networks fine-tuned
+    from the same weights with different seeds, averaged into one). Tensors equal in every state
+    (frozen blocks, integer counters) are kept exactly as they are."""
+    if not states:
+        raise DefectflowError("average_states needs at least one state dict")
+    first = states[0]
+    out = {}
+    for k, v in first.items():
+        same = all(torch.equal(s[k], v) for s in states[1:])
+        out[k] = v if same or not v.is_floating_point() else torch.stack([s[k] for s in states]).mean(0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -117,10 +144,11 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
     dev = select_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(usable_cpus())
-    fit_pos, val_pos = inner_validation_split(rows.captured_at, rows.board_id, ft.val_fraction)
-    if len(np.unique(rows.y[val_pos])) < 2 or len(np.unique(rows.y[fit_pos])) < 2:
-        fit_pos, val_pos = np.arange(len(rows)), np.array([], dtype=int)  # no usable slice: all epochs, last kept
-    pixels = decode_all(rows.sources, size)
+    fit_pos, val_pos = np.arange(len(rows)), np.array([], dtype=int)  # no slice: every epoch, the last kept
+    if ft.val_fraction > 0:
+        fit, val = inner_validation_split(rows.captured_at, rows.board_id, ft.val_fraction)
+        if len(np.unique(rows.y[val])) == 2 and len(np.unique(rows.y[fit])) == 2:
+            fit_pos, val_pos = fit, val
     y = torch.as_tensor(rows.y, dtype=torch.float32)
 
     with torch.random.fork_rng(devices=[]):
@@ -131,41 +159,90 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
     net = torch.nn.Sequential(model, head).to(dev, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     optimizer, schedule, loss_fn = optimisation(net.parameters(), ft, y[fit_pos], dev)
-    norm = _Normalizer(spec.mean, spec.std, dev)
+    inputs = _Images(decode_all(rows.sources, size), _Normalizer(spec.mean, spec.std, dev), ft, dev)
+    if ft.cache_frozen and ft.freeze_blocks > 0:
+        inputs = _FrozenOutputs(model, ft.freeze_blocks, inputs)
 
     history, best_auc, best_state, best_head, stale = [], -1.0, None, None, 0
-    for epoch in range(1, ft.epochs + 1):
-        net.train()
-        frozen.eval()  # frozen blocks keep their ImageNet BatchNorm statistics too
-        order = torch.as_tensor(fit_pos)[torch.randperm(len(fit_pos), generator=gen)]
-        total = 0.0
-        batches = [b for b in order.split(ft.batch_size) if len(b) > 1]  # BatchNorm cannot train on one image
-        for idx in tqdm(batches, desc=f"fine-tune {backbone} epoch {epoch}/{ft.epochs}", unit="batch",
-                        disable=not progress, leave=False):
-            x = augment(pixels[idx].permute(0, 3, 1, 2).float().div_(255.0), ft, gen)
-            with _autocast(dev):
-                logits = net(norm(x.to(dev))).squeeze(1).float()
-            loss = loss_fn(logits, y[idx].to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(idx)
-        record = {"epoch": epoch, "train_loss": round(total / max(1, len(fit_pos)), 5)}
-        if len(val_pos):
-            record["val_auc"] = round(auc(rows.y[val_pos], predict(net, pixels[val_pos], norm, dev, ft.batch_size)), 5)
-        history.append(record)
-        log.info("fine-tune epoch %d: %s", epoch, record)
-        score = record.get("val_auc", epoch)  # without a validation slice the last epoch wins
-        if score > best_auc:
-            best_auc, stale = score, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best_head = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= ft.patience:
-                break
+    with inputs.running(model):
+        for epoch in range(1, ft.epochs + 1):
+            net.train()
+            frozen.eval()  # frozen blocks keep their ImageNet BatchNorm statistics too
+            order = torch.as_tensor(fit_pos)[torch.randperm(len(fit_pos), generator=gen)]
+            total = 0.0
+            batches = [b for b in order.split(ft.batch_size) if len(b) > 1]  # BatchNorm cannot train on one image
+            for idx in tqdm(batches, desc=f"fine-tune {backbone} epoch {epoch}/{ft.epochs}", unit="batch",
+                            disable=not progress, leave=False):
+                with _autocast(dev):
+                    logits = net(inputs.augmented(idx, gen)).squeeze(1).float()
+                loss = loss_fn(logits, y[idx].to(dev))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(idx)
+            record = {"epoch": epoch, "train_loss": round(total / max(1, len(fit_pos)), 5)}
+            if len(val_pos):
+                record["val_auc"] = round(auc(rows.y[val_pos], predict(net, inputs.batches(val_pos), dev)), 5)
+            history.append(record)
+            log.info("fine-tune epoch %d: %s", epoch, record)
+            score = record.get("val_auc", epoch)  # without a validation slice the last epoch wins
+            if score > best_auc:
+                best_auc, stale = score, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_head = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= ft.patience:
+                    break
     return Finetuned(full_state(backbone, weights, seed, best_state, size), best_head, history)
+
+
+class _Images:
+    """Training input from the decoded images (uint8 NHWC, decoded once): the recipe's whole
+    augmentation (`augment`), normalised on the device."""
+
+    def __init__(self, pixels: torch.Tensor, norm: _Normalizer, ft: FinetuneParams, dev: torch.device):
+        self.pixels, self.norm, self.ft, self.dev = pixels, norm, ft, dev
+
+    def augmented(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.norm(augment(_unit(self.pixels[idx]), self.ft, gen).to(self.dev))
+
+    def batches(self, positions: np.ndarray | torch.Tensor) -> Iterator[torch.Tensor]:
+        for chunk in torch.as_tensor(positions).split(self.ft.batch_size):
+            yield self.norm(_unit(self.pixels[chunk]).to(self.dev))
+
+    def running(self, model: torch.nn.Module) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+class _FrozenOutputs:
+    """Training input from the frozen blocks' output, computed once per image
+    (`featurize.finetune.cache_frozen`): each epoch runs only the trained blocks. Flips and 90°
+    turns act on the cached maps; gain, contrast, blur and noise, which would have to act on the
+    image before the frozen blocks, cannot."""
+
+    def __init__(self, model: torch.nn.Module, n: int, images: _Images):
+        log.info("fine-tuning on the output of the %d frozen blocks, computed once: flips and 90° turns act on "
+                 "those maps, photometric jitter, blur and noise do not apply", n)
+        self.n, self.ft = n, images.ft
+        model.eval()
+        self.outputs = prefix_outputs(model, n, images.batches(np.arange(len(images.pixels))))
+
+    def augmented(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return symmetries(self.outputs[idx.to(self.outputs.device)].clone(), self.ft, gen)
+
+    def batches(self, positions: np.ndarray | torch.Tensor) -> Iterator[torch.Tensor]:
+        for chunk in torch.as_tensor(positions).split(self.ft.batch_size):
+            yield self.outputs[chunk.to(self.outputs.device)]
+
+    def running(self, model: torch.nn.Module) -> contextlib.AbstractContextManager:
+        return from_prefix_output(model, self.n)
+
+
+def _unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC → float NCHW in [0, 1]."""
+    return pixels.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def optimisation(parameters: Iterable[torch.nn.Parameter], ft: FinetuneParams, y_fit: torch.Tensor,
@@ -181,30 +258,6 @@ def optimisation(parameters: Iterable[torch.nn.Parameter], ft: FinetuneParams, y
     n_fail = float(y_fit.sum())
     pos_weight = torch.tensor((len(y_fit) - n_fail) / n_fail if ft.class_weighted else 1.0, device=dev)
     return optimizer, schedule, torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-
-
-def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The backbone's blocks from input to output: MobileNetV2's `features`, ResNet's stem and
-    layers, EfficientNet-Lite's stem, `_blocks` and head convolution (modules without weights skipped)."""
-    out: list[torch.nn.Module] = []
-    for name, child in model.named_children():
-        if name == "features" or isinstance(child, torch.nn.ModuleList):
-            out += list(child)
-        elif any(True for _ in child.parameters()):
-            out.append(child)
-    return out
-
-
-def freeze_leading_blocks(model: torch.nn.Module, n: int) -> torch.nn.Sequential:
-    """Stop gradients into the first `n` blocks (fewer weights to fit on a small window, and a
-    cheaper backward pass); returns them, so training can keep them in eval mode."""
-    trunk = blocks(model)
-    if not 0 <= n < len(trunk):
-        raise DefectflowError(f"featurize.finetune.freeze_blocks={n}: the backbone has {len(trunk)} blocks; "
-                              f"choose 0 (train all) to {len(trunk) - 1}")
-    for block in trunk[:n]:
-        block.requires_grad_(False)
-    return torch.nn.Sequential(*trunk[:n])
 
 
 def full_state(backbone: str, weights: str | None, seed: int, headless: dict, image_size: int) -> dict:
@@ -231,10 +284,11 @@ def augment(x: torch.Tensor, ft: FinetuneParams, gen: torch.Generator) -> torch.
 
     n = x.shape[0]
     x = symmetries(x, ft, gen)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
     contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * ft.contrast
     gain = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * ft.brightness
-    x = ((x - mean) * contrast + mean) * gain
+    if ft.contrast or ft.brightness:  # off: not even rounding noise (the draws above keep the random stream)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * contrast + mean) * gain
     m = torch.rand(n, generator=gen) < ft.blur_p
     if m.any():
         x[m] = gaussian_blur(x[m], kernel_size=3, sigma=0.8)
@@ -261,13 +315,13 @@ def symmetries(x: torch.Tensor, ft: FinetuneParams, gen: torch.Generator) -> tor
 
 
 @torch.inference_mode()
-def predict(net: torch.nn.Module, pixels: torch.Tensor, norm, dev: torch.device, batch_size: int) -> np.ndarray:
-    """The head's fail logits for uint8 NHWC images (eval mode: BatchNorm running statistics)."""
+def predict(net: torch.nn.Module, batches: Iterable[torch.Tensor], dev: torch.device) -> np.ndarray:
+    """The head's fail logits for prepared input batches (eval mode: BatchNorm running statistics)."""
     net.eval()
     out = []
-    for chunk in pixels.split(batch_size):
+    for x in batches:
         with _autocast(dev):
-            out.append(net(norm(chunk.permute(0, 3, 1, 2).float().div_(255.0).to(dev))).squeeze(1).float().cpu())
+            out.append(net(x).squeeze(1).float().cpu())
     return torch.cat(out).numpy() if out else np.empty(0)
 
 
@@ -281,6 +335,4 @@ class _Normalizer:
 
 
 def _autocast(dev: torch.device):
-    import contextlib
-
     return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
