@@ -2,9 +2,9 @@
 
 While the first n blocks of a backbone are frozen (no gradients, eval-mode BatchNorm), what they
 give for an image never changes. Fine-tuning can then compute it once per image and train only
-the remaining blocks on it, instead of running the frozen part again in every epoch; on a CPU that
-part dominates when it is the high-resolution stem (EfficientNet-Lite0 at 300 px with blocks 0–12
-frozen: README "Model quality on real images").
+the remaining blocks on it, instead of running the frozen part again in every epoch; for
+EfficientNet-Lite0 at 300 px with its first 15 blocks frozen that halves a CPU fine-tune's time
+(bench case f: 1.91×, docs/performance.md).
 
 `prefix_outputs` computes what enters block n; inside `from_prefix_output`, calling the model on
 such a tensor runs only block n onwards. Both work through hooks on the blocks `blocks` lists, so
