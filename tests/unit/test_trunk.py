@@ -92,3 +92,22 @@ def test_averaged_seeds_ship_one_backbone_whose_tuned_weights_are_the_seeds_mean
         FinetuneParams(average_seeds=0)
     with pytest.raises(ConfigError, match="needs pretrained weights"):  # random inits differ per seed
         finetuned_weights(tmp_path, "mobilenet_v2", "none", 32, soup_ft, 5, noise_rows, "cpu", False)
+
+
+def test_fine_tuning_does_not_depend_on_what_drew_random_numbers_before_it(noise_rows):
+    # Lite0's per-block drop-connect draws from torch's global generator: without seeding it inside
+    # `finetune`, a window's weights would change with whatever ran earlier in the process.
+    ft = FinetuneParams(epochs=1, batch_size=8, val_fraction=0.0, freeze_blocks=15, cache_frozen=True)
+    runs = []
+    for before in (0, 123):
+        torch.manual_seed(before)
+        runs.append(finetune("efficientnet_lite0", "IMAGENET1K_V1", 32, ft, 3, noise_rows, device="cpu",
+                             progress=False))
+    key = next(k for k in runs[0].state if k.startswith("_blocks.15.") and k.endswith("weight"))
+    for k, v in runs[0].state.items():
+        assert torch.equal(runs[1].state[k], v), k
+    start, _ = build_backbone("efficientnet_lite0", "IMAGENET1K_V1", 32, seed=3)
+    assert not torch.equal(runs[0].state[key], start.state_dict()[key])  # the tail was trained
+    global_state = torch.random.get_rng_state()
+    finetune("efficientnet_lite0", "IMAGENET1K_V1", 32, ft, 3, noise_rows, device="cpu", progress=False)
+    assert torch.equal(torch.random.get_rng_state(), global_state)  # the caller's stream is left as it was

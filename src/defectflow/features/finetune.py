@@ -47,7 +47,7 @@ from defectflow.params import FinetuneParams
 
 log = logging.getLogger(__name__)
 # Bump when the training procedure changes: cached fine-tuned weights become stale.
-RECIPE_VERSION = "finetune-v2"  # v2: rows keyed by time and board too
+RECIPE_VERSION = "finetune-v3"  # v2: rows keyed by time and board too; v3: dropout draws seeded
 # FinetuneParams fields that decide whether a window is fine-tuned, not how: not part of the weights' key.
 NOT_RECIPE = ("min_rows",)
 
@@ -164,7 +164,10 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
         inputs = _FrozenOutputs(model, ft.freeze_blocks, inputs)
 
     history, best_auc, best_state, best_head, stale = [], -1.0, None, None, 0
-    with inputs.running(model):
+    # Dropout and stochastic depth draw from torch's global generator: seed it here, inside a fork,
+    # so a window's weights do not depend on what ran before it in the process.
+    with inputs.running(model), torch.random.fork_rng(devices=_rng_devices(dev)):
+        torch.manual_seed(seed)
         for epoch in range(1, ft.epochs + 1):
             net.train()
             frozen.eval()  # frozen blocks keep their ImageNet BatchNorm statistics too
@@ -336,3 +339,8 @@ class _Normalizer:
 
 def _autocast(dev: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+
+
+def _rng_devices(dev: torch.device) -> list[int]:
+    """The CUDA devices whose generators `fork_rng` must save and restore (none on CPU)."""
+    return [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
