@@ -96,12 +96,8 @@ def finetuned_weights(cache_dir: Path, backbone: str, weights: str | None, image
         return path
     if len(np.unique(rows.y)) < 2:
         raise DefectflowError(f"fine-tuning needs pass and fail images; the {len(rows)} rows hold one class only")
-    if ft.average_seeds > 1 and resolve_weights(backbone, weights, seed).path is None:
-        raise ConfigError(f"featurize.finetune.average_seeds={ft.average_seeds} needs pretrained weights: with "
-                          f"weights={weights!r} every seed starts from another random network, and their average "
-                          "means nothing; set average_seeds: 1")
     seeds = [seed + i for i in range(ft.average_seeds)]
-    tuned = [finetune(backbone, weights, image_size, ft, s, rows, device, progress) for s in seeds]
+    tuned = finetune_seeds(backbone, weights, image_size, ft, seeds, rows, device, progress)
     with atomic.atomic_path(path, suffix=".pth") as tmp:
         torch.save(average_states([t.state for t in tuned]), tmp)
     atomic.write_json(path.with_suffix(".json"), {"key": key, "n_rows": len(rows), "n_fail": int(rows.y.sum()),
@@ -138,8 +134,20 @@ class Finetuned:
 def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetuneParams, seed: int,
              rows: LabelledRows, device: str = "auto", progress: bool = True) -> Finetuned:
     """Fine-tune `backbone` on `rows`; the best epoch's backbone and head (see `Finetuned`)."""
+    return finetune_seeds(backbone, weights, image_size, ft, [seed], rows, device, progress)[0]
+
+
+def finetune_seeds(backbone: str, weights: str | None, image_size: int, ft: FinetuneParams, seeds: Sequence[int],
+                   rows: LabelledRows, device: str = "auto", progress: bool = True) -> list[Finetuned]:
+    """`finetune` once per seed, with the window decoded (and, with `cache_frozen`, the frozen blocks
+    run) once for all of them: every seed starts from the same pretrained weights, so these inputs
+    are the same for each, and only the training draws differ."""
     from defectflow.training.splits import inner_validation_split
 
+    if len(seeds) > 1 and resolve_weights(backbone, weights, seeds[0]).path is None:
+        raise ConfigError(f"featurize.finetune.average_seeds={len(seeds)} needs pretrained weights: with "
+                          f"weights={weights!r} every seed starts from another random network, and their average "
+                          "means nothing; set average_seeds: 1")
     size = train_size(image_size, ft)
     dev = select_device(device)
     if dev.type == "cpu":
@@ -149,56 +157,76 @@ def finetune(backbone: str, weights: str | None, image_size: int, ft: FinetunePa
         fit, val = inner_validation_split(rows.captured_at, rows.board_id, ft.val_fraction)
         if len(np.unique(rows.y[val])) == 2 and len(np.unique(rows.y[fit])) == 2:
             fit_pos, val_pos = fit, val
-    y = torch.as_tensor(rows.y, dtype=torch.float32)
+    inputs = None
+    tuned = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model, spec = build_backbone(backbone, weights, size, seed)
+            head = torch.nn.Linear(spec.dim, 1)
+        run = _Run(backbone, model, head, ft, seed, dev, progress)  # on the device before the frozen blocks run
+        if inputs is None:
+            inputs = _Images(decode_all(rows.sources, size), _Normalizer(spec.mean, spec.std, dev), ft, dev)
+            if ft.cache_frozen and ft.freeze_blocks > 0:
+                inputs = _FrozenOutputs(model, ft.freeze_blocks, inputs)
+        state, head_state, history = run.train(inputs, rows.y, fit_pos, val_pos)
+        tuned.append(Finetuned(full_state(backbone, weights, seed, state, size), head_state, history))
+    return tuned
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model, spec = build_backbone(backbone, weights, size, seed)
-        head = torch.nn.Linear(spec.dim, 1)
-    frozen = freeze_leading_blocks(model, ft.freeze_blocks)
-    net = torch.nn.Sequential(model, head).to(dev, memory_format=torch.channels_last)
-    gen = torch.Generator().manual_seed(seed)
-    optimizer, schedule, loss_fn = optimisation(net.parameters(), ft, y[fit_pos], dev)
-    inputs = _Images(decode_all(rows.sources, size), _Normalizer(spec.mean, spec.std, dev), ft, dev)
-    if ft.cache_frozen and ft.freeze_blocks > 0:
-        inputs = _FrozenOutputs(model, ft.freeze_blocks, inputs)
 
-    history, best_auc, best_state, best_head, stale = [], -1.0, None, None, 0
-    # Dropout and stochastic depth draw from torch's global generator: seed it here, inside a fork,
-    # so a window's weights do not depend on what ran before it in the process.
-    with inputs.running(model), torch.random.fork_rng(devices=_rng_devices(dev)):
-        torch.manual_seed(seed)
-        for epoch in range(1, ft.epochs + 1):
-            net.train()
-            frozen.eval()  # frozen blocks keep their ImageNet BatchNorm statistics too
-            order = torch.as_tensor(fit_pos)[torch.randperm(len(fit_pos), generator=gen)]
-            total = 0.0
-            batches = [b for b in order.split(ft.batch_size) if len(b) > 1]  # BatchNorm cannot train on one image
-            for idx in tqdm(batches, desc=f"fine-tune {backbone} epoch {epoch}/{ft.epochs}", unit="batch",
-                            disable=not progress, leave=False):
-                with _autocast(dev):
-                    logits = net(inputs.augmented(idx, gen)).squeeze(1).float()
-                loss = loss_fn(logits, y[idx].to(dev))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(idx)
-            record = {"epoch": epoch, "train_loss": round(total / max(1, len(fit_pos)), 5)}
-            if len(val_pos):
-                record["val_auc"] = round(auc(rows.y[val_pos], predict(net, inputs.batches(val_pos), dev)), 5)
-            history.append(record)
-            log.info("fine-tune epoch %d: %s", epoch, record)
-            score = record.get("val_auc", epoch)  # without a validation slice the last epoch wins
-            if score > best_auc:
-                best_auc, stale = score, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                best_head = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= ft.patience:
-                    break
-    return Finetuned(full_state(backbone, weights, seed, best_state, size), best_head, history)
+class _Run:
+    """One seed's training of a backbone and its fail/pass head on prepared inputs."""
+
+    def __init__(self, backbone: str, model: torch.nn.Module, head: torch.nn.Linear, ft: FinetuneParams, seed: int,
+                 dev: torch.device, progress: bool):
+        self.backbone, self.model, self.head, self.ft, self.seed = backbone, model, head, ft, seed
+        self.dev, self.progress = dev, progress
+        self.frozen = freeze_leading_blocks(model, ft.freeze_blocks)
+        self.net = torch.nn.Sequential(model, head).to(dev, memory_format=torch.channels_last)
+
+    def train(self, inputs: _Images | _FrozenOutputs, labels: np.ndarray, fit_pos: np.ndarray,
+              val_pos: np.ndarray) -> tuple[dict, dict, list[dict]]:
+        """(the best epoch's headless backbone state, its head's state, one record per epoch)."""
+        ft, net, dev = self.ft, self.net, self.dev
+        y = torch.as_tensor(labels, dtype=torch.float32)
+        gen = torch.Generator().manual_seed(self.seed)
+        optimizer, schedule, loss_fn = optimisation(net.parameters(), ft, y[fit_pos], dev)
+        history, best_auc, best, stale = [], -1.0, None, 0
+        # Dropout and stochastic depth draw from torch's global generator: seed it here, inside a fork,
+        # so a window's weights do not depend on what ran before it in the process.
+        with inputs.running(self.model), torch.random.fork_rng(devices=_rng_devices(dev)):
+            torch.manual_seed(self.seed)
+            for epoch in range(1, ft.epochs + 1):
+                net.train()
+                self.frozen.eval()  # frozen blocks keep their ImageNet BatchNorm statistics too
+                order = torch.as_tensor(fit_pos)[torch.randperm(len(fit_pos), generator=gen)]
+                total = 0.0
+                batches = [b for b in order.split(ft.batch_size) if len(b) > 1]  # BatchNorm cannot train on one image
+                for idx in tqdm(batches, desc=f"fine-tune {self.backbone} seed {self.seed} epoch {epoch}/{ft.epochs}",
+                                unit="batch", disable=not self.progress, leave=False):
+                    with _autocast(dev):
+                        logits = net(inputs.augmented(idx, gen)).squeeze(1).float()
+                    loss = loss_fn(logits, y[idx].to(dev))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    total += float(loss.detach()) * len(idx)
+                record = {"epoch": epoch, "train_loss": round(total / max(1, len(fit_pos)), 5)}
+                if len(val_pos):
+                    record["val_auc"] = round(auc(labels[val_pos], predict(net, inputs.batches(val_pos), dev)), 5)
+                history.append(record)
+                log.info("fine-tune seed %d epoch %d: %s", self.seed, epoch, record)
+                score = record.get("val_auc", epoch)  # without a validation slice the last epoch wins
+                if score > best_auc:
+                    best_auc, stale = score, 0
+                    best = ({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                            {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()})
+                else:
+                    stale += 1
+                    if stale >= ft.patience:
+                        break
+        return (*best, history)
 
 
 class _Images:
