@@ -1,10 +1,17 @@
-"""The quality benchmark's split protocols: what each ordering means for the time split."""
+"""The quality benchmark's split protocols (what each ordering means for the time split) and its variants."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from bench.quality.protocols import Protocol, parse_protocols
+from bench.quality.variants import VARIANTS, overrides_for
+from defectflow.params import FeaturizeParams, Params
+
+PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 def test_time_protocol_keeps_index_order_and_modules():
@@ -48,3 +55,13 @@ def test_own_data_folder_gives_labelled_rows_in_capture_order_grouped_by_board(t
     assert cells.paths == ["a.png", "b.png", "c.png"]  # unlabelled row left out, sorted by captured_at
     assert list(cells.labels) == ["pass", "fail", "pass"] and list(cells.types) == ["cam1", "cam2", "cam2"]
     assert cells.modules[1] == cells.modules[2] != cells.modules[0]
+
+
+
+def test_every_variant_is_a_valid_params_override():
+    # A variant is a list of --set overrides: a misspelt key or value must fail here, not an hour into a run.
+    for _, overrides in VARIANTS.values():
+        Params.load(PARAMS, overrides).section("featurize", FeaturizeParams)
+    assert Params.load(PARAMS, VARIANTS["lite0_448_all_rounds"][1]).tree["featurize"]["image_size"] == 448
+    with pytest.raises(SystemExit, match="unknown variant"):
+        overrides_for(["baseline", "no_such_variant"])
