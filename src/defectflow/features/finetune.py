@@ -12,7 +12,7 @@ Training: images decoded once at the training size; augmentations suited to insp
 images (flips, 90° rotations, brightness/contrast gain, slight blur, sensor noise); class-
 weighted BCE; AdamW with a one-cycle schedule; early stopping on the AUC of the newest
 `val_fraction` of the rows (boards kept on one side), the best epoch's weights kept. CUDA
-runs under bf16 autocast. Seeds fix initialisation, shuffling and augmentation. With
+runs under bf16 autocast. Seeds fix initialisation, shuffling, augmentation and dropout. With
 `freeze_blocks` > 0 and `cache_frozen`, the frozen blocks' output is computed once per image and
 the epochs train only the rest on it (defectflow.features.trunk; flips and 90° turns then act on
 that output, and the photometric augmentations are left out).
