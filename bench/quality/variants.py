@@ -5,6 +5,7 @@ from __future__ import annotations
 
 ALL_ROUNDS = ["train.early_stopping_rounds=0", "train.fold_refit=true"]
 LITE0 = ["featurize.backbone=efficientnet_lite0"]
+UPSAMPLED_SIZES = (384, 448, 512, 600)  # README "Upsampling the 300 px cells"
 # Lite0 at 300 px with its stem and blocks 0-12 frozen (their output cached) and the rest fine-tuned:
 # the tail probe's recipe (README "Model quality on real images") as a product path.
 LITE0_TAIL = ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300", "featurize.mode=finetune",
@@ -36,10 +37,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                   ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"]),
     "lite0_300_all_rounds": ("lite0_300, LightGBM without early stopping: all rounds on each whole window",
                              ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"] + ALL_ROUNDS),
-    "lite0_448_all_rounds": ("lite0_300_all_rounds with ELPV's 300 px cells upsampled to 448 px: thin cracks span more "
-                             "of the backbone's receptive field", LITE0 + ["featurize.image_size=448"] + ALL_ROUNDS),
-    "lite0_600_all_rounds": ("lite0_300_all_rounds with the cells upsampled to 600 px",
-                             LITE0 + ["featurize.image_size=600"] + ALL_ROUNDS),
+    **{f"lite0_{size}_all_rounds": (f"lite0_300_all_rounds with ELPV's 300 px cells upsampled to {size} px (a thin "
+                                    "crack covers more of what the ImageNet features respond to)",
+                                    LITE0 + [f"featurize.image_size={size}"] + ALL_ROUNDS)
+       for size in UPSAMPLED_SIZES},
     "mnv2_448_all_rounds": ("frozen MobileNetV2 with the cells upsampled to 448 px, LightGBM all rounds",
                             ["featurize.image_size=448"] + ALL_ROUNDS),
     "lite0_448_tail_all_epochs": ("lite0_tail_all_epochs with the cells upsampled to 448 px",
