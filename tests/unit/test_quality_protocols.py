@@ -57,7 +57,6 @@ def test_own_data_folder_gives_labelled_rows_in_capture_order_grouped_by_board(t
     assert cells.modules[1] == cells.modules[2] != cells.modules[0]
 
 
-
 def test_every_variant_is_a_valid_params_override():
     # A variant is a list of --set overrides: a misspelt key or value must fail here, not an hour into a run.
     for _, overrides in VARIANTS.values():
