@@ -70,6 +70,9 @@ CANDIDATES = [
     Candidate("lite0_300", "EfficientNet-Lite0 at 300 px", 300, net="efficientnet_lite0"),
     Candidate("lite0_300_flips", "EfficientNet-Lite0 at 300 px, test-time flips (image, h-flip, v-flip)", 300,
               net="efficientnet_lite0", flips=True),
+    Candidate("lite0_448", "EfficientNet-Lite0 with the 300 px cells upsampled to 448 px", 448,
+              net="efficientnet_lite0"),
+    Candidate("mnv2_448", "MobileNetV2 with the cells upsampled to 448 px", 448),
     Candidate("stats", "38 hand-made EL statistics only (no CNN)", 300, net="none", with_stats=True),
     Candidate("mnv2_224_stats", "reference features + the 38 EL statistics", 224, with_stats=True),
 ]
@@ -257,6 +260,8 @@ def summarise_unseen(folds: dict[str, list[float]]) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     p = quality_parser("bench.quality.feature_probe", __doc__, stem="feature-probe-<date>")
     p.add_argument("--candidates", default=",".join(c.name for c in CANDIDATES))
+    p.add_argument("--logistic", action="store_true",
+                   help="a logistic-regression row beside every candidate (default: the reference only)")
     args = p.parse_args(argv)
     chosen = [c for c in CANDIDATES if c.name in args.candidates.split(",")]
     if not chosen:
@@ -279,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                "folds": summarise_unseen({n: fold_aucs(X, y, f, fit) for n, f in folds.items()})}
         rows.append(row)
         print(c.name, {k: round(float(np.mean(v)), 3) for k, v in row["folds"].items()}, flush=True)
-        if c.name == REFERENCE:
-            rows.append({"name": f"{REFERENCE}_logistic", "what": "reference features, logistic regression "
+        if c.name == REFERENCE or args.logistic:
+            rows.append({"name": f"{c.name}_logistic", "what": f"{c.name} features, logistic regression "
                          "(standardised, C=0.001, class-balanced) instead of LightGBM", "dim": X.shape[1],
                          "feature_s": round(seconds, 1),
                          "folds": summarise_unseen({n: fold_aucs(X, y, f, logistic_fit) for n, f in folds.items()})})

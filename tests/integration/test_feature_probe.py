@@ -19,15 +19,15 @@ def test_feature_probe_smoke_and_reference_equals_shipped_featurizer(tmp_path):
     from defectflow.features.backbones import build_backbone
     from defectflow.features.extract import FeatureExtractor
 
-    assert main([*SMOKE, "--scratch", str(tmp_path / "q"), "--out", str(tmp_path / "out")]) == 0
+    assert main([*SMOKE, "--logistic", "--scratch", str(tmp_path / "q"), "--out", str(tmp_path / "out")]) == 0
     result = json.loads((tmp_path / "out" / f"feature-probe-{datetime.now(UTC):%Y-%m-%d}.json").read_text())
     rows = {r["name"]: r for r in result["candidates"]}
-    assert list(rows) == ["mnv2_224", "mnv2_224_logistic", "stats"]
+    assert list(rows) == ["mnv2_224", "mnv2_224_logistic", "stats", "stats_logistic"]
     for r in rows.values():
         assert list(r["folds"]) == ["time", "unseen", "random"]
         assert len(r["folds"]["time"]) == 3 and len(r["folds"]["unseen"]) == 6  # two seeds pooled
         assert all(0 <= a <= 1 for v in r["folds"].values() for a in v)
-    assert rows["stats"]["dim"] == 38 and rows["mnv2_224"]["dim"] == 1280
+    assert rows["stats"]["dim"] == rows["stats_logistic"]["dim"] == 38 and rows["mnv2_224"]["dim"] == 1280
     # The reference row measures the product's own features, not a look-alike.
     probe = np.load(tmp_path / "q" / "feature-probe" / "mnv2_224-240.npy")
     model, spec = build_backbone("mobilenet_v2", "IMAGENET1K_V1", 224, seed=42)
