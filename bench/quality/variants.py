@@ -7,6 +7,7 @@ ALL_ROUNDS = ["train.early_stopping_rounds=0", "train.fold_refit=true"]
 LITE0 = ["featurize.backbone=efficientnet_lite0"]
 LITE0_300 = LITE0 + ["featurize.image_size=300"]
 UPSAMPLED_SIZES = (384, 448, 512, 600)  # README "Upsampling the 300 px cells"
+PAIR_448 = ["featurize.backbone=efficientnet_lite0+mobilenet_v2", "featurize.image_size=448"]
 # Lite0 at 300 px with its stem and blocks 0-12 frozen (their output cached) and the rest fine-tuned:
 # the tail probe's recipe (README "Model quality on real images") as a product path.
 LITE0_TAIL = LITE0_300 + ["featurize.mode=finetune", "featurize.finetune.freeze_blocks=15",
@@ -42,6 +43,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
        for size in UPSAMPLED_SIZES},
     "mnv2_448_all_rounds": ("frozen MobileNetV2 with the cells upsampled to 448 px, LightGBM all rounds",
                             ["featurize.image_size=448"] + ALL_ROUNDS),
+    "pair_448_all_rounds": ("frozen EfficientNet-Lite0 and MobileNetV2 side by side (features concatenated) on the "
+                            "cells upsampled to 448 px, LightGBM all rounds",
+                            PAIR_448 + ALL_ROUNDS),
+    "pair_448_anomaly_feature": ("pair_448_all_rounds with the anomaly score (PaDiM on Lite0's stride-16 patches) "
+                                 "as one more LightGBM feature", PAIR_448 + ALL_ROUNDS + ["anomaly.as_feature=true"]),
     "lite0_448_tail_all_epochs": ("lite0_tail_all_epochs with the cells upsampled to 448 px",
                                   LITE0_TAIL + ["featurize.image_size=448", "featurize.finetune.val_fraction=0"]
                                   + ALL_ROUNDS),

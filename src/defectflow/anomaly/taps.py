@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from defectflow.errors import ConfigError
+from defectflow.features.backbones import is_composite, members
 from defectflow.inference.export import ExtraOutput
 
 if TYPE_CHECKING:
@@ -33,9 +34,12 @@ DEFAULT_LAYERS = {"mobilenet_v2": "features.10", "resnet50": "layer3", "efficien
 
 
 def resolve_layer(backbone: str, layer: str) -> str:
-    """`auto` → the backbone's default mid layer; anything else is taken as a module name."""
+    """`auto` → the backbone's default mid layer (a composite's: its first member's); anything else
+    is taken as a module name."""
     if layer != "auto":
         return layer
+    if is_composite(backbone):  # features/concat.py: the first member is `members.0`
+        return f"members.0.{resolve_layer(members(backbone)[0], layer)}"
     if backbone not in DEFAULT_LAYERS:
         raise ConfigError(f"no default anomaly layer for backbone {backbone!r}; set anomaly.layer to a module name")
     return DEFAULT_LAYERS[backbone]

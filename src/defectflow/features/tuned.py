@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from defectflow.errors import ConfigError
+from defectflow.features.backbones import is_composite, members
 from defectflow.params import FeaturizeParams
 from defectflow.workdir import Workdir
 
@@ -29,6 +30,9 @@ def check_mode(params: FeaturizeParams) -> None:
     if params.mode not in MODES:
         raise ConfigError(f"featurize.mode {params.mode!r} is not one of {', '.join(MODES)}")
     params.finetune_params()  # unknown keys fail here, before any work
+    if params.mode == "finetune" and is_composite(params.backbone):
+        raise ConfigError(f"featurize.mode=finetune fine-tunes one backbone, not the composite {params.backbone!r}: "
+                          f"set featurize.backbone to one of {', '.join(members(params.backbone))}, or mode=frozen")
 
 
 def cache_dir(workdir: Workdir) -> Path:

@@ -82,13 +82,23 @@ def resolve_weights(backbone: str, weights: str | None, seed: int) -> ResolvedWe
     value = (weights or "").strip()
     if value.lower() in NO_WEIGHTS:
         return ResolvedWeights(None, f"random-seed{seed}")
+    if is_weights_name(value):
+        return _resolve_named(backbone, value)
     as_path = Path(os.path.expanduser(value))
-    if as_path.suffix in {".pth", ".pt"} or as_path.exists():
-        if not as_path.is_file():
-            raise WeightsNotFoundError(f"weights file {as_path} does not exist; set featurize.weights to a file, "
-                                       "a torchvision weights name such as IMAGENET1K_V1, or none")
-        return ResolvedWeights(as_path, f"file-{sha256_file(as_path)[:16]}")
-    return _resolve_named(backbone, value)
+    if not as_path.is_file():
+        raise WeightsNotFoundError(f"weights file {as_path} does not exist; set featurize.weights to a file, "
+                                   "a torchvision weights name such as IMAGENET1K_V1, or none")
+    return ResolvedWeights(as_path, f"file-{sha256_file(as_path)[:16]}")
+
+
+def is_weights_name(weights: str | None) -> bool:
+    """True for a pretrained-weights name (``IMAGENET1K_V1``, ``DEFAULT``), False for a file or ``none``:
+    a name means the same thing for every backbone, a file holds one model's tensors."""
+    value = (weights or "").strip()
+    if value.lower() in NO_WEIGHTS:
+        return False
+    as_path = Path(os.path.expanduser(value))
+    return not (as_path.suffix in {".pth", ".pt"} or as_path.exists())
 
 
 def _resolve_named(backbone: str, name: str) -> ResolvedWeights:
