@@ -177,7 +177,7 @@ STAGES: tuple[Stage, ...] = (
           code=("anomaly", "evaluation")),
     Stage("register", "log the run to MLflow; register the model if the gate passed", _register, _registered,
           params=("register",), reads=("model_dir", "cv_metrics"), writes=("registration",),
-          code=("evaluation", "features", "registry", "training", "validation"), needs_data=True, io=True,
+          code=("evaluation", "features", "inference", "registry", "training", "validation"), needs_data=True, io=True,
           registry=True),
 )
 

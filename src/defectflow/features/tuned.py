@@ -104,10 +104,10 @@ class FoldFeaturizer:
         self.progress = progress
 
     def __call__(self, fold) -> tuple[np.ndarray, dict]:
-        from defectflow.features.backbones import backbone_spec, build_backbone
-        from defectflow.features.extract import FeatureExtractor
+        from defectflow.features.backbones import backbone_spec
         from defectflow.features.finetune import finetuned_weights
-        from defectflow.features.store import FeatureStore
+        from defectflow.features.store import FeatureStore, graph_cache
+        from defectflow.inference.engine import build_extractor
 
         p = self.params
         train_rows = labelled_rows(self.meta.iloc[fold.train_idx], self.data_dir)
@@ -123,9 +123,11 @@ class FoldFeaturizer:
         needed = np.r_[fold.train_idx, fold.test_idx]
         shas = list(self.meta["sha256"].iloc[needed])
         sources = [str(self.data_dir / q) for q in self.meta["path"].iloc[needed]]
-        if store.missing(shas):
-            model, spec = build_backbone(p.backbone, weights, p.image_size, self.seed)
-            store.fill(shas, sources, FeatureExtractor(model, spec, p.device, p.batch_size, p.num_workers))
+        if store.missing(shas):  # the stage's engine: on CPU ONNX Runtime, 6.6× torch (docs/performance.md)
+            extractor, spec = build_extractor(p.backbone, weights, p.image_size, self.seed, engine=p.engine,
+                                              device=p.device, batch_size=p.batch_size, num_workers=p.num_workers,
+                                              graph_cache=graph_cache(self.workdir.feature_store))
+            store.fill(shas, sources, extractor)
         X = np.full((len(self.meta), spec.dim), np.nan, dtype=np.float32)
         X[needed] = store.get_many(shas)
         return X, info
