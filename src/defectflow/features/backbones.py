@@ -117,7 +117,8 @@ def full_model(name: str, weights: str | None, image_size: int, seed: int) -> to
 
     kind = backbone(name)
     if is_composite(name) and is_weights_name(weights):
-        return _concatenated(members(name), [build_backbone(m, weights, image_size, seed)[0] for m in members(name)])
+        return _concatenated(members(name), [_headless(full_model(m, weights, image_size, seed), backbone(m))
+                                             for m in members(name)])
     resolved = resolve_weights(name, weights, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # random init (weights=none) must be reproducible too
